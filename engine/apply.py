@@ -1,0 +1,140 @@
+"""apply / gate: run a plan's stages in order, reusing cached ones, then record the run.
+
+Stages read their inputs from the registry only, so any of them can be resumed or rerun alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.gates import evaluate_gates
+from engine.plan import STAGES, Plan, make_plan
+from engine.registry import CorruptArtifact
+from engine.runs import Run
+from engine.spec.loader import SpecFile, sibling
+from engine.stages import demonstrations, evaluate, expert, simulate, train
+from engine.stages.context import Progress, StageContext
+
+RUNNERS = {
+    "simulate": simulate.run,
+    "expert": expert.run,
+    "demonstrations": demonstrations.run,
+    "train": train.run,
+}
+
+
+class Refused(Exception):
+    """apply will not start: a required spec's gate is not GO."""
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    evaluation: dict | None
+    gates: dict | None
+    reused: list[str]
+    computed: list[str]
+
+
+def check_requirements(spec_file: SpecFile, root: Path) -> None:
+    """Every spec in [stage] requires must have a GO verdict for its current content."""
+    for name in spec_file.spec.stage.requires:
+        other = sibling(spec_file, name)
+        verdict = current_verdict(other, root)
+        if verdict is None:
+            raise Refused(
+                f"{spec_file.spec.name} requires {name}'s gate to be GO, but {name} has not been "
+                f"evaluated in its current form; run `acbo gate {other.path}` first"
+            )
+        if verdict["verdict"] != "GO":
+            failed = ", ".join(g["name"] for g in verdict["gates"] if not g["passed"]) or "no gates"
+            raise Refused(
+                f"{spec_file.spec.name} requires {name}'s gate to be GO; it is NO-GO "
+                f"(failed: {failed}). See `acbo gate {other.path}`"
+            )
+
+
+def current_verdict(spec_file: SpecFile, root: Path) -> dict | None:
+    """The gate verdict of `spec_file` from its cached evaluation, or None if not evaluated."""
+    plan = make_plan(spec_file)
+    stage = plan.stages["evaluate"].dir(root)
+    if not stage.done:
+        return None
+    return evaluate_gates(spec_file.spec.gates, stage.read_json("evaluation.json"))
+
+
+def _ensure(plan: Plan, names, ctx: StageContext, force: bool, reused: list, computed: list) -> None:
+    """Run the stages `names` of `plan` that are not cached (all of them with `force`)."""
+    for name in names:
+        stage_dir = ctx.dir(name)
+        if stage_dir.done and not force:
+            try:
+                stage_dir.verify()
+            except CorruptArtifact as exc:
+                raise CorruptArtifact(f"{exc}; rerun with --force to recompute the {name} stage") from None
+            reused.append(name)
+            ctx.progress.log(f"{name}: cached ({stage_dir.hash})")
+            continue
+        if force:
+            stage_dir.remove()  # from scratch: no cached result, no checkpoint to resume
+        started = time.perf_counter()
+        RUNNERS[name](ctx)
+        computed.append(name)
+        ctx.progress.log(f"{name}: done in {time.perf_counter() - started:.1f} s ({stage_dir.hash})")
+
+
+def apply(
+    spec_file: SpecFile,
+    root: Path,
+    progress: Progress | None = None,
+    force: bool = False,
+    command: str = "apply",
+) -> Outcome:
+    """Run simulate -> expert -> demonstrations -> train -> evaluate; record the run."""
+    progress = progress or Progress()
+    check_requirements(spec_file, root)
+    plan = make_plan(spec_file)
+    spec = spec_file.spec
+    deadline = time.time() + spec.hardware.max_wall_minutes * 60
+    ctx = StageContext(plan, Path(root), progress, deadline)
+    run = Run(root, plan, command)
+    reused: list[str] = []
+    computed: list[str] = []
+    try:
+        if spec.trains:
+            model_spec = spec.model
+            _ensure(plan, STAGES[:4], ctx, force, reused, computed)
+        else:
+            upstream_file = sibling(spec_file, spec.stage.uses)
+            upstream_plan = make_plan(upstream_file)
+            up_ctx = StageContext(upstream_plan, Path(root), progress, deadline)
+            # The model comes from the upstream spec: build it there if needed (never --force it).
+            _ensure(upstream_plan, STAGES[:4], up_ctx, False, reused, computed)
+            model_spec = upstream_file.spec.model
+            _ensure(plan, STAGES[:3], ctx, force, reused, computed)
+        eval_dir = ctx.dir("evaluate")
+        if eval_dir.done and not force:
+            eval_dir.verify()
+            evaluation = eval_dir.read_json("evaluation.json")
+            reused.append("evaluate")
+        else:
+            eval_dir.remove()
+            evaluation = evaluate.run(ctx, model_spec)
+            computed.append("evaluate")
+        run.record_training(ctx.dir("train"))
+        run.record("evaluation.json", evaluation)
+        gates = None
+        if spec.gates:
+            gates = evaluate_gates(spec.gates, evaluation)
+            run.record("gates.json", gates)
+        run.lock["reused"], run.lock["computed"] = reused, computed
+        run.finish("complete")
+    except KeyboardInterrupt:
+        run.finish("interrupted", "interrupted; the same command resumes from the last checkpoint")
+        raise
+    except BaseException as exc:
+        run.finish("failed", str(exc))
+        raise
+    return Outcome(run.dir, evaluation, gates, reused, computed)

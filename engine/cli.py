@@ -1,0 +1,205 @@
+"""The `acbo` command line: validate, schema, plan, apply, gate, report.
+
+Exit codes: 0 success / GO, 1 internal failure, 2 invalid spec or usage, 3 NO-GO (or a required
+spec not GO).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from engine.spec.loader import SpecError, load
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="acbo: a declarative engine for amortized causal Bayesian optimization.",
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = typer.Argument(..., help="Path to a spec file, e.g. specs/phase2a.toml.")
+SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=value (repeatable).")
+RegistryOpt = typer.Option(None, "--registry", help="Registry folder (default: $ACBO_REGISTRY or ./registry).")
+
+
+def _root(registry: Optional[Path]) -> Path:
+    from engine.registry import registry_root
+
+    return Path(registry) if registry else registry_root()
+
+
+@contextmanager
+def _errors():
+    """Map every expected failure to a clear message and its exit code; never a traceback."""
+    from engine.plan import PlanError
+
+    try:
+        yield
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except PlanError as exc:
+        err.print(f"plan: {exc}", markup=False)
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: completed stages are kept; the same command resumes", markup=False)
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from engine.apply import Refused
+        from engine.registry import CorruptArtifact
+        from engine.train.trainer import TrainingStopped
+
+        if isinstance(exc, Refused):
+            err.print(f"refused: {exc}", markup=False)
+            raise typer.Exit(3)
+        if isinstance(exc, CorruptArtifact):
+            err.print(f"corrupted artifact: {exc}", markup=False)
+            raise typer.Exit(1)
+        if isinstance(exc, TrainingStopped):
+            err.print(f"training stopped: {exc}", markup=False)
+            raise typer.Exit(1)
+        if os.environ.get("ACBO_DEBUG"):
+            traceback.print_exc()
+        err.print(f"internal error: {type(exc).__name__}: {exc} (set ACBO_DEBUG=1 for the traceback)", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(spec: Path = SpecArg, set_: Optional[List[str]] = SetOpt):
+    """Check a spec: every problem as file:line: dotted.path: message."""
+    with _errors():
+        loaded = load(spec, set_ or [])
+        out.print(f"[green]ok[/] {spec}: spec '{loaded.spec.name}' is valid")
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file.")):
+    """The JSON Schema of spec files (for editors: Taplo / Even Better TOML)."""
+    from engine.spec.schema import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2)
+    if output:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def plan(spec: Path = SpecArg, set_: Optional[List[str]] = SetOpt, registry: Optional[Path] = RegistryOpt):
+    """Stages with hashes and cache state, devices, batch math, time and memory estimates."""
+    with _errors():
+        from engine.plan import make_plan
+
+        p = make_plan(load(spec, set_ or []))
+        out.print(_plan_table(p, _root(registry)))
+
+
+def _plan_table(p, root: Path):
+    from rich.table import Table
+
+    spec = p.spec
+    table = Table(title=f"plan: {spec.name}", caption=(
+        f"{len(p.devices)} device(s): {', '.join(p.devices)}; "
+        + (f"global batch {p.global_batch} = {p.per_device_batch} per device; " if p.global_batch else "")
+        + f"estimate {p.total_estimate_s / 60:.1f} min of {spec.hardware.max_wall_minutes:g} min budget, "
+        f"{p.estimate_memory_gb:.2f} GB of {spec.hardware.max_memory_gb:g} GB"
+    ))
+    for col in ("stage", "hash", "from spec", "state", "estimate"):
+        table.add_column(col)
+    for name, stage in p.stages.items():
+        d = stage.dir(root)
+        state = "[green]cached[/]" if d.done else ("[yellow]partial (resumes)[/]" if d.partial.exists() else "to run")
+        est = p.estimate_s.get(name)
+        table.add_row(name, stage.hash, stage.owner, state, f"{est:.0f} s" if est is not None else "-")
+    return table
+
+
+def _run_apply(spec: Path, set_, registry, force: bool, command: str):
+    from engine.apply import apply
+    from engine.progress import RichProgress
+
+    loaded = load(spec, set_ or [])
+    with RichProgress(err) as progress:
+        return apply(loaded, _root(registry), progress, force=force, command=command)
+
+
+@app.command("apply")
+def apply_cmd(
+    spec: Path = SpecArg,
+    set_: Optional[List[str]] = SetOpt,
+    force: bool = typer.Option(False, "--force", help="Recompute this spec's stages, cached or not."),
+    registry: Optional[Path] = RegistryOpt,
+):
+    """Simulate SCMs, run the expert, build demonstrations, train, evaluate (cached, resumable)."""
+    with _errors():
+        from engine.report.console import print_run
+
+        outcome = _run_apply(spec, set_, registry, force, "apply")
+        print_run(outcome.run_dir, out)
+        out.print(f"run recorded in {outcome.run_dir}")
+
+
+@app.command()
+def gate(
+    spec: Path = SpecArg,
+    set_: Optional[List[str]] = SetOpt,
+    force: bool = typer.Option(False, "--force", help="Recompute this spec's stages, cached or not."),
+    registry: Optional[Path] = RegistryOpt,
+):
+    """Staged evaluation on held-out graphs -> GO (exit 0) or NO-GO (exit 3), with evidence."""
+    with _errors():
+        from engine.report.console import gates_table
+
+        outcome = _run_apply(spec, set_, registry, force, "gate")
+        if not outcome.gates:
+            err.print(f"{spec}: the spec declares no [[gates]]")
+            raise typer.Exit(2)
+        out.print(gates_table(outcome.gates))
+        verdict = outcome.gates["verdict"]
+        colour = "green" if verdict == "GO" else "red"
+        out.print(f"[bold {colour}]{verdict}[/]  ({outcome.run_dir})")
+        raise typer.Exit(0 if verdict == "GO" else 3)
+
+
+@app.command()
+def report(
+    registry: Optional[Path] = RegistryOpt,
+    reports: Path = typer.Option(Path("reports"), "--reports", help="Where to write reports."),
+):
+    """A table of every run, and reports/<run>.md and .html for each."""
+    with _errors():
+        from engine.report import list_runs, runs_table, write_index, write_report
+
+        root = _root(registry)
+        runs = list_runs(root)
+        if not runs:
+            err.print(f"no runs in {root}; run `acbo apply specs/phase2a.toml` first")
+            raise typer.Exit(0)
+        out.print(runs_table(root))
+        for run in runs:
+            write_report(run.path, reports)
+        index = write_index(root, reports)
+        out.print(f"wrote {len(runs)} reports; index: {index}")
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,148 @@
+"""Demonstrations: the plan's TrainingExample, stored per split, batched without copies.
+
+A demonstration is (observational rows, the first k interventional rows an expert consumed with
+their indicators, the expert's parent marginals after those k updates, the target, the graph).
+Graph-level arrays are stored once and demonstrations index them, so 10 snapshots of a
+trajectory cost 10 integers, not 10 datasets.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+SPLITS = ("train", "validation", "heldout")
+
+
+class Demonstrations(eqx.Module):
+    """One split. G graphs, N demonstrations, padded to d variables and K interventional rows.
+
+    obs [G, n_obs, d]; rows_values, rows_mask [G, K, d]; rows_valid [G, K]; var_mask [G, d];
+    target [G]; parents [G, d] (true parents of the target); graph_id [G] (index in the
+    simulated batch); demo_graph [N] (index into G); demo_k [N]; expert [N, d] (marginals).
+    """
+
+    obs: Float[Array, "G n_obs d"]
+    rows_values: Float[Array, "G K d"]
+    rows_mask: Bool[Array, "G K d"]
+    rows_valid: Bool[Array, "G K"]
+    var_mask: Bool[Array, "G d"]
+    target: Int[Array, " G"]
+    parents: Bool[Array, "G d"]
+    graph_id: Int[Array, " G"]
+    demo_graph: Int[Array, " N"]
+    demo_k: Int[Array, " N"]
+    expert: Float[Array, "N d"]
+
+    @property
+    def n_demos(self) -> int:
+        return int(self.demo_graph.shape[0])
+
+    @property
+    def n_graphs(self) -> int:
+        return int(self.graph_id.shape[0])
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        return {f: np.asarray(getattr(self, f)) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "Demonstrations":
+        return cls(**{f: jnp.asarray(arrays[f]) for f in cls.__dataclass_fields__})
+
+
+class Batch(eqx.Module):
+    """Model inputs and labels. x [B, n, d, 2] (value, intervention indicator)."""
+
+    x: Float[Array, "B n d 2"]
+    row_mask: Bool[Array, "B n"]
+    var_mask: Bool[Array, "B d"]
+    target: Int[Array, " B"]
+    parents: Bool[Array, "B d"]
+    expert: Float[Array, "B d"]
+
+
+def gather(demos: Demonstrations, index: Int[Array, " B"]) -> Batch:
+    """Materialise demonstrations `index` as model inputs (jit-able, a pure gather)."""
+    g = demos.demo_graph[index]
+    k = demos.demo_k[index]
+    obs = demos.obs[g]
+    rows = demos.rows_values[g]
+    ind = demos.rows_mask[g].astype(obs.dtype)
+    x = jnp.concatenate(
+        [
+            jnp.stack([obs, jnp.zeros_like(obs)], axis=-1),
+            jnp.stack([rows, ind], axis=-1),
+        ],
+        axis=1,
+    )
+    n_obs, n_rows = obs.shape[1], rows.shape[1]
+    used = demos.rows_valid[g] & (jnp.arange(n_rows)[None, :] < k[:, None])
+    row_mask = jnp.concatenate([jnp.ones((index.shape[0], n_obs), bool), used], axis=1)
+    return Batch(
+        x=x,
+        row_mask=row_mask,
+        var_mask=demos.var_mask[g],
+        target=demos.target[g],
+        parents=demos.parents[g],
+        expert=demos.expert[index],
+    )
+
+
+def snapshot_steps(n_valid: int, count: int) -> list[int]:
+    """`count` numbers of consumed rows spread over 1..n_valid, always including n_valid."""
+    if n_valid <= 0:
+        return [0] * count
+    points = np.linspace(n_valid, 0, num=count, endpoint=False)[::-1]
+    return [max(1, int(round(p))) for p in points]
+
+
+def split_graphs(n_graphs: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Disjoint graph indices per split, by a seeded permutation (never by row or demo)."""
+    order = np.random.default_rng(seed).permutation(n_graphs)
+    counts = {s: int(round(fractions[s] * n_graphs)) for s in SPLITS}
+    counts["train"] = n_graphs - counts["validation"] - counts["heldout"]
+    out, start = {}, 0
+    for s in SPLITS:
+        out[s] = np.sort(order[start : start + counts[s]])
+        start += counts[s]
+    return out
+
+
+def build_split(
+    graphs: np.ndarray,
+    data: dict[str, np.ndarray],
+    trajectory: dict[str, np.ndarray],
+    demos_per_graph: int,
+) -> Demonstrations:
+    """Demonstrations of the graphs `graphs`, from simulated `data` and expert `trajectory`.
+
+    data: obs [G, n_obs, d], var_mask [G, d], target [G], parents [G, d] (all graphs);
+    trajectory: rows_values, rows_mask [G, K, d], rows_valid [G, K], marginals [G, K+1, d].
+    """
+    demo_graph, demo_k, expert = [], [], []
+    for local, g in enumerate(graphs):
+        n_valid = int(trajectory["rows_valid"][g].sum())
+        valid_positions = np.flatnonzero(trajectory["rows_valid"][g])
+        for steps in snapshot_steps(n_valid, demos_per_graph):
+            # `steps` valid rows consumed: the row prefix up to the steps-th valid row.
+            k = int(valid_positions[steps - 1]) + 1 if steps > 0 else 0
+            demo_graph.append(local)
+            demo_k.append(k)
+            expert.append(trajectory["marginals"][g, k])
+    pick = lambda a: np.asarray(a)[graphs]
+    return Demonstrations(
+        obs=jnp.asarray(pick(data["obs"])),
+        rows_values=jnp.asarray(pick(trajectory["rows_values"])),
+        rows_mask=jnp.asarray(pick(trajectory["rows_mask"])),
+        rows_valid=jnp.asarray(pick(trajectory["rows_valid"])),
+        var_mask=jnp.asarray(pick(data["var_mask"])),
+        target=jnp.asarray(pick(data["target"]), dtype=jnp.int32),
+        parents=jnp.asarray(pick(data["parents"])),
+        graph_id=jnp.asarray(graphs, dtype=jnp.int32),
+        demo_graph=jnp.asarray(np.array(demo_graph, dtype=np.int32)),
+        demo_k=jnp.asarray(np.array(demo_k, dtype=np.int32)),
+        expert=jnp.asarray(np.array(expert, dtype=np.float32).reshape(-1, data["obs"].shape[-1])),
+    )

@@ -1,0 +1,86 @@
+"""Sufficient statistics of a padded [n, d, 2] data tensor, as pairwise features.
+
+Parent identification from mixed observational/interventional data rests on two facts: a parent
+of Y stays dependent on Y given the other variables (observational partial correlation), and
+intervening on a parent moves Y while intervening on a descendant does not. These statistics are
+cheap (O(n d^2)), differentiable, and independent of the number of variables, so a small network
+over them learns in minutes on a CPU. They are fixed functions of the data, not learned.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+N_PAIR_FEATURES = 11
+_EPS = 1e-6
+
+
+def _squash(x: Array) -> Array:
+    # sign * log1p(|x|): keeps heavy-tailed slopes and shifts in a range MLPs handle.
+    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+def pair_features(
+    x: Float[Array, "n d 2"], row_mask: Bool[Array, " n"], var_mask: Bool[Array, " d"]
+) -> Float[Array, "d d f"]:
+    """Features f[i, k] of the ordered pair (i, k):
+
+    0 obs correlation, 1 obs partial correlation given all other variables,
+    2 slope of k on i in rows where i is intervened, 3 their correlation there,
+    4 mean shift of k (in obs-standard units) under do(i), 5-7 the same three for (k, i),
+    8 share of rows intervening on i, 9 share intervening on k, 10 1 on the diagonal.
+    """
+    value, indicator = x[..., 0], x[..., 1]
+    vm = var_mask.astype(value.dtype)
+    rows = row_mask.astype(value.dtype)
+    intervened = indicator * rows[:, None] * vm[None, :]  # [n, d]
+    obs = rows * (1.0 - jnp.max(indicator * vm[None, :], axis=1))  # [n]
+    n_obs = jnp.maximum(obs.sum(), 1.0)
+
+    mean = (obs[:, None] * value).sum(0) / n_obs
+    std = jnp.sqrt((obs[:, None] * (value - mean) ** 2).sum(0) / n_obs) + _EPS
+    z = (value - mean) / std * vm  # standardised by observational statistics
+
+    corr = (obs[:, None] * z).T @ z / n_obs
+    d = z.shape[1]
+    ridge = corr + jnp.diag(1.0 - vm) + 1e-2 * jnp.eye(d)
+    prec = jnp.linalg.inv(ridge)
+    diag = jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
+    partial = -prec / (diag[:, None] * diag[None, :])
+
+    # Statistics of every variable k over the rows intervening on i: shape [i, k].
+    count = intervened.sum(0)  # [d]
+    safe = jnp.maximum(count, 1.0)[:, None]
+    mean_k = intervened.T @ z / safe
+    second = (intervened * z).T @ z / safe  # E_i[z_i z_k]
+    sq = intervened.T @ (z**2) / safe  # E_i[z_k^2]
+    mean_i = jnp.diagonal(mean_k)[:, None]
+    var_i = jnp.maximum(jnp.diagonal(sq)[:, None] - mean_i**2, 0.0)
+    var_k = jnp.maximum(sq - mean_k**2, 0.0)
+    cov = second - mean_i * mean_k
+    has = (count > 1)[:, None].astype(z.dtype)
+    slope = has * cov / (var_i + 1e-3)
+    int_corr = has * cov / jnp.sqrt(var_i * var_k + 1e-6)
+    shift = (count > 0)[:, None] * mean_k
+
+    total = jnp.maximum(rows.sum(), 1.0)
+    share = jnp.broadcast_to((count / total)[:, None], (d, d))
+    pair = jnp.stack(
+        [
+            corr,
+            partial,
+            _squash(slope),
+            int_corr,
+            _squash(shift),
+            _squash(slope.T),
+            int_corr.T,
+            _squash(shift.T),
+            share,
+            share.T,
+            jnp.eye(d, dtype=z.dtype),
+        ],
+        axis=-1,
+    )
+    valid = (vm[:, None] * vm[None, :])[..., None]
+    return pair * valid

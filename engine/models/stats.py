@@ -1,0 +1,104 @@
+"""StatsPredictor: attention over variables, steered by pairwise data statistics."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from engine.models.features import N_PAIR_FEATURES, pair_features
+
+_NEG = -1e9
+
+
+class RelationalAttention(eqx.Module):
+    """Self-attention over variables with a learned per-head bias from pair features."""
+
+    qkv: eqx.nn.Linear
+    out: eqx.nn.Linear
+    pair_bias: eqx.nn.MLP
+    heads: int = eqx.field(static=True)
+
+    def __init__(self, dim: int, heads: int, key: PRNGKeyArray):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.qkv = eqx.nn.Linear(dim, 3 * dim, key=k1)
+        self.out = eqx.nn.Linear(dim, dim, key=k2)
+        self.pair_bias = eqx.nn.MLP(N_PAIR_FEATURES, heads, 32, 1, activation=jax.nn.gelu, key=k3)
+        self.heads = heads
+
+    def __call__(
+        self, h: Float[Array, "d dim"], pairs: Float[Array, "d d f"], mask: Bool[Array, " d"]
+    ) -> Float[Array, "d dim"]:
+        d, dim = h.shape
+        q, k, v = jnp.split(jax.vmap(self.qkv)(h), 3, axis=-1)
+        split = lambda t: t.reshape(d, self.heads, dim // self.heads).transpose(1, 0, 2)
+        q, k, v = split(q), split(k), split(v)
+        bias = jax.vmap(jax.vmap(self.pair_bias))(pairs).transpose(2, 0, 1)  # [heads, d, d]
+        logits = q @ k.transpose(0, 2, 1) / jnp.sqrt(dim // self.heads) + bias
+        logits = jnp.where(mask[None, None, :], logits, _NEG)
+        mixed = jax.nn.softmax(logits, axis=-1) @ v  # [heads, d, dim/heads]
+        return jax.vmap(self.out)(mixed.transpose(1, 0, 2).reshape(d, dim))
+
+
+class Block(eqx.Module):
+    norm1: eqx.nn.LayerNorm
+    attn: RelationalAttention
+    norm2: eqx.nn.LayerNorm
+    mlp: eqx.nn.MLP
+
+    def __init__(self, dim: int, heads: int, key: PRNGKeyArray):
+        k1, k2 = jax.random.split(key)
+        self.norm1 = eqx.nn.LayerNorm(dim)
+        self.attn = RelationalAttention(dim, heads, k1)
+        self.norm2 = eqx.nn.LayerNorm(dim)
+        self.mlp = eqx.nn.MLP(dim, dim, 2 * dim, 1, activation=jax.nn.gelu, key=k2)
+
+    def __call__(self, h, pairs, mask):
+        h = h + self.attn(jax.vmap(self.norm1)(h), pairs, mask)
+        return h + jax.vmap(self.mlp)(jax.vmap(self.norm2)(h))
+
+
+class StatsPredictor(eqx.Module):
+    """Parent logits of a target from a padded [n, d, 2] dataset.
+
+    Each variable j becomes a token embedding its pair features with the target, (j, t) and
+    (t, j); `layers` relational-attention blocks let variables compare notes (a variable that
+    is correlated with the target only through another one); a linear head gives one logit per
+    variable. The head's bias starts at -2 because parents are rare: the model has to learn to
+    raise specific ones rather than the reverse.
+    """
+
+    embed: eqx.nn.MLP
+    blocks: tuple[Block, ...]
+    norm: eqx.nn.LayerNorm
+    head: eqx.nn.Linear
+
+    def __init__(self, spec, key: PRNGKeyArray):
+        keys = jax.random.split(key, spec.layers + 2)
+        self.embed = eqx.nn.MLP(
+            2 * N_PAIR_FEATURES + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0]
+        )
+        self.blocks = tuple(Block(spec.dim, spec.heads, k) for k in keys[1:-1])
+        self.norm = eqx.nn.LayerNorm(spec.dim)
+        head = eqx.nn.Linear(spec.dim, 1, key=keys[-1])
+        self.head = eqx.tree_at(lambda l: l.bias, head, jnp.full((1,), -2.0))
+
+    def __call__(
+        self,
+        x: Float[Array, "n d 2"],
+        row_mask: Bool[Array, " n"],
+        var_mask: Bool[Array, " d"],
+        target: Int[Array, ""],
+    ) -> Float[Array, " d"]:
+        """Parent logits [d]; the target and padded variables get a large negative logit."""
+        pairs = pair_features(x, row_mask, var_mask)
+        d = pairs.shape[0]
+        is_target = (jnp.arange(d) == target).astype(pairs.dtype)
+        tokens = jnp.concatenate([pairs[:, target], pairs[target, :], is_target[:, None]], -1)
+        h = jax.vmap(self.embed)(tokens)
+        for block in self.blocks:
+            h = block(h, pairs, var_mask)
+        logits = jax.vmap(self.head)(jax.vmap(self.norm)(h))[:, 0]
+        candidate = var_mask & (jnp.arange(d) != target)
+        return jnp.where(candidate, logits, _NEG)

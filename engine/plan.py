@@ -1,0 +1,171 @@
+"""Spec + devices -> Plan: the stages with content hashes, batch math, and a budget estimate.
+
+A stage's hash covers the spec slice it reads, the hashes of the stages it reads from, and the
+engine version, so changing `train.steps` retrains but reuses the simulated data and the expert's
+demonstrations. With `[stage] uses = "other"`, the train stage (and what it reads) is the other
+spec's; apply builds it there first if it is not cached yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from engine.registry import StageDir, registry_root
+from engine.spec.loader import SpecFile, sibling
+
+ENGINE_VERSION = "0.1.0"
+STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
+
+
+class PlanError(Exception):
+    """A spec that validates but cannot run here (batch vs devices, budgets)."""
+
+
+def _dump(section) -> object:
+    if section is None:
+        return None
+    if isinstance(section, list):
+        return [_dump(s) for s in section]
+    return section.model_dump(mode="json")
+
+
+def _hash(stage: str, inputs: dict, upstream: list[str]) -> str:
+    blob = json.dumps(
+        {"stage": stage, "engine": ENGINE_VERSION, "inputs": inputs, "upstream": upstream},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    name: str
+    hash: str
+    owner: str  # the spec whose artifacts these are (differs for [stage] uses)
+    upstream: tuple[str, ...]  # stage names this one reads
+
+    def dir(self, root=None) -> StageDir:
+        return StageDir(self.name, self.hash, root or registry_root())
+
+
+def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
+    """Every stage this spec runs, in order, keyed by name (upstream specs resolved)."""
+    spec = spec_file.spec
+    out: dict[str, PlannedStage] = {}
+    seed = spec.seed
+
+    def add(name, inputs, upstream, owner=spec.name):
+        h = _hash(name, inputs, [out[u].hash for u in upstream])
+        out[name] = PlannedStage(name, h, owner, tuple(upstream))
+
+    add("simulate", {"seed": seed, "scm": _dump(spec.scm), "n_graphs": spec.data.n_graphs}, [])
+    add("expert", {"seed": seed, "expert": _dump(spec.expert)}, ["simulate"])
+    add("demonstrations", {"seed": seed, "data": _dump(spec.data)}, ["expert"])
+    if spec.trains:
+        add(
+            "train",
+            {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train)},
+            ["demonstrations"],
+        )
+        model_owner = spec.name
+    else:
+        upstream = stage_hashes(sibling(spec_file, spec.stage.uses))
+        out["train"] = upstream["train"]
+        model_owner = upstream["train"].owner
+    add(
+        "evaluate",
+        {"seed": seed, "evaluation": _dump(spec.evaluation), "model_from": model_owner},
+        ["demonstrations", "train"],
+    )
+    return out
+
+
+@dataclass
+class Plan:
+    spec_file: SpecFile
+    stages: dict[str, PlannedStage]
+    devices: list[str]
+    global_batch: int | None
+    per_device_batch: int | None
+    estimate_s: dict[str, float] = field(default_factory=dict)
+    estimate_memory_gb: float = 0.0
+
+    @property
+    def spec(self):
+        return self.spec_file.spec
+
+    def cached(self, name: str, root=None) -> bool:
+        return self.stages[name].dir(root).done
+
+    @property
+    def total_estimate_s(self) -> float:
+        return sum(self.estimate_s.values())
+
+
+def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], float]:
+    """Rough seconds per stage and peak memory (GB), from constants measured on a 2-core CPU.
+
+    They are deliberately simple (linear in the work) and conservative; `acbo plan` prints them
+    so a spec that cannot fit its [hardware] budget is refused before it starts.
+    """
+    d = spec.scm.max_nodes
+    n_graphs = spec.data.n_graphs
+    n_rows = spec.scm.n_obs + spec.scm.n_int
+    n_trials = getattr(spec.expert, "n_trials", 0)
+    est = {
+        "simulate": 2.0 + 2e-8 * n_graphs * n_rows * d * d,
+        "expert": 3.0 + n_graphs * (0.002 * n_rows / 100 + 0.5 * n_trials),
+        "demonstrations": 0.5 + 1e-3 * n_graphs,
+    }
+    train_spec = spec if spec.trains else uses_spec
+    mem = 0.5
+    if spec.trains:
+        dim, layers = spec.model.dim, spec.model.layers
+        flops = spec.train.batch_size * (60 * n_rows * d * d + layers * d * d * dim * 60 + 30 * d * dim * dim * (layers + 1))
+        est["train"] = 15.0 + spec.train.steps * flops / (1.5e9 * n_devices)
+    if train_spec is not None:
+        dim = train_spec.model.dim
+        est["evaluate"] = 10.0 + spec.evaluation.timing_repeats * n_graphs * 0.01
+        mem += 4 * train_spec.train.batch_size * n_rows * d * 16 / 1e9 / n_devices
+        mem += 4 * 4 * dim * dim * 20 / 1e9
+    mem += 4 * n_graphs * n_rows * d * 3 / 1e9
+    return est, mem
+
+
+def make_plan(spec_file: SpecFile, devices: list | None = None) -> Plan:
+    """The plan for `spec_file` on `devices` (default: what [hardware] selects here)."""
+    spec = spec_file.spec
+    if devices is None:
+        from engine.train.parallel import select_devices
+
+        try:
+            devices = select_devices(spec.hardware.devices)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+    stages = stage_hashes(spec_file)
+    n_dev = len(devices)
+    global_batch = per_device = None
+    if spec.trains:
+        global_batch = spec.train.batch_size
+        if global_batch % n_dev:
+            raise PlanError(
+                f"train.batch_size = {global_batch} does not divide over {n_dev} devices; "
+                f"use a multiple of {n_dev} (e.g. {((global_batch // n_dev) + 1) * n_dev})"
+            )
+        per_device = global_batch // n_dev
+    uses = sibling(spec_file, spec.stage.uses).spec if spec.stage.uses else None
+    est, mem = _estimates(spec, n_dev, uses)
+    plan = Plan(spec_file, stages, [str(d) for d in devices], global_batch, per_device, est, mem)
+    budget_s = spec.hardware.max_wall_minutes * 60
+    if plan.total_estimate_s > budget_s:
+        raise PlanError(
+            f"estimated {plan.total_estimate_s / 60:.1f} min exceeds hardware.max_wall_minutes = "
+            f"{spec.hardware.max_wall_minutes:g}; raise the budget or shrink the spec"
+        )
+    if mem > spec.hardware.max_memory_gb:
+        raise PlanError(
+            f"estimated {mem:.2f} GB exceeds hardware.max_memory_gb = {spec.hardware.max_memory_gb:g}"
+        )
+    return plan

@@ -1,0 +1,183 @@
+"""The registry: cached stage artifacts and run records, written atomically, checksummed.
+
+    registry/
+      _stages/<stage>/<hash>/          a completed stage: its files + manifest.json (sha256 each)
+      _stages/<stage>/<hash>.partial/  a stage in progress (checkpoints, per-graph files): resumable
+      <spec name>/<run id>/            one run: spec.toml, resolved.json, lock.json, metrics.jsonl,
+                                       evaluation.json, gates.json, model.eqx
+
+A directory is renamed from `.partial` to its final name only after its manifest is written, so
+a final directory is always complete; a crash leaves at most a `.partial` one to resume from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+
+
+class CorruptArtifact(Exception):
+    """A file whose content no longer matches its recorded checksum (or is missing)."""
+
+
+def registry_root() -> Path:
+    return Path(os.environ.get("ACBO_REGISTRY", "registry"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes | str) -> str:
+    """Write to a temporary file beside `path`, fsync, rename; return the sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sha256_bytes(payload)
+
+
+def write_json(path: Path, obj: Any) -> str:
+    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line (metrics logs are append-only; a torn last line is skipped on read)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=_json_default) + "\n")
+        f.flush()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write
+    return out
+
+
+def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """One stage's artifact directory, keyed by the stage's content hash."""
+
+    stage: str
+    hash: str
+    root: Path
+
+    @property
+    def final(self) -> Path:
+        return self.root / "_stages" / self.stage / self.hash
+
+    @property
+    def partial(self) -> Path:
+        return self.root / "_stages" / self.stage / f"{self.hash}.partial"
+
+    @property
+    def done(self) -> bool:
+        return (self.final / MANIFEST).exists()
+
+    def work_dir(self) -> Path:
+        """Where an in-progress stage writes; kept across interruptions to resume from."""
+        self.partial.mkdir(parents=True, exist_ok=True)
+        return self.partial
+
+    def commit(self, files: list[str], meta: dict | None = None) -> Path:
+        """Checksum `files` of the work dir, write the manifest, publish atomically."""
+        work = self.partial
+        manifest = {
+            "stage": self.stage,
+            "hash": self.hash,
+            "files": {name: sha256_file(work / name) for name in files},
+            "meta": meta or {},
+        }
+        write_json(work / MANIFEST, manifest)
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(work, self.final)
+        return self.final
+
+    def manifest(self) -> dict:
+        return json.loads((self.final / MANIFEST).read_text())
+
+    def path(self, name: str) -> Path:
+        """A file of the completed stage, its checksum verified."""
+        manifest = self.manifest()
+        if name not in manifest["files"]:
+            raise CorruptArtifact(f"{self.final / name}: not recorded in the stage manifest")
+        path = self.final / name
+        if not path.exists():
+            raise CorruptArtifact(f"{path}: missing")
+        if sha256_file(path) != manifest["files"][name]:
+            raise CorruptArtifact(f"{path}: checksum mismatch (the file changed after it was written)")
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+    def read_arrays(self, name: str) -> dict[str, np.ndarray]:
+        return arrays_from_bytes(self.read_bytes(name))
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name))
+
+    def verify(self) -> None:
+        for name in self.manifest()["files"]:
+            self.path(name)
+
+    def remove(self) -> None:
+        for p in (self.final, self.partial):
+            if p.exists():
+                shutil.rmtree(p)

@@ -1,0 +1,42 @@
+"""Draw spec hyper-parameters (`Param`: a number or a `dist` table) as JAX arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def draw(p: Any, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
+    """Sample `shape` iid values of the spec parameter `p` (float32).
+
+    `p` is a plain number (returned broadcast) or one of engine.spec.base's dist tables.
+    """
+    if isinstance(p, (int, float)):
+        return jnp.full(shape, p, jnp.float32)
+    dist = p.dist
+    if dist == "uniform":
+        return jax.random.uniform(key, shape, jnp.float32, p.low, p.high)
+    if dist == "signed_uniform":
+        k1, k2 = jax.random.split(key)
+        mag = jax.random.uniform(k1, shape, jnp.float32, p.low, p.high)
+        return jnp.where(jax.random.bernoulli(k2, 0.5, shape), mag, -mag)
+    if dist == "normal":
+        return p.mean + p.std * jax.random.normal(key, shape, jnp.float32)
+    if dist == "lognormal":
+        return jnp.exp(p.mean + p.std * jax.random.normal(key, shape, jnp.float32))
+    if dist == "choice":
+        values = jnp.asarray(p.values, jnp.float32)
+        w = jnp.ones(len(p.values)) if p.weights is None else jnp.asarray(p.weights, jnp.float32)
+        idx = jax.random.categorical(key, jnp.log(w), shape=shape)
+        return values[idx]
+    raise ValueError(f"unknown dist {dist!r}")
+
+
+def pick(key: jax.Array, weights: list[float], shape: tuple[int, ...] = ()) -> jax.Array:
+    """Index of a mixture component drawn with probabilities proportional to `weights`."""
+    if len(weights) == 1:
+        return jnp.zeros(shape, jnp.int32)
+    logits = jnp.log(jnp.asarray(weights, jnp.float32))
+    return jax.random.categorical(key, logits, shape=shape).astype(jnp.int32)

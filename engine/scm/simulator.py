@@ -1,0 +1,273 @@
+"""From an [scm] spec to batches of SCMs and their datasets: jit + vmap over graphs.
+
+Everything for graph g derives from ``jax.random.split(key, n_graphs)[g]``, so a seed gives the same
+graphs and rows on every call and graph g does not depend on n_graphs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from engine.scm.graphs import random_graph
+from engine.scm.mechanisms import LinearMech, NoiseMech, build_mechanism, build_noise
+from engine.scm.model import SCM
+from engine.scm.params import draw, pick
+from engine.scm.types import Dataset
+from engine.spec import scm as S
+
+
+class Diagnostics(eqx.Module):
+    """Per-graph health of a simulation (leading graph axis when batched).
+
+    nonfinite:     number of non-finite values in the dataset (simulate raises when any)
+    clipped:       GRN only: fraction of cell expression values clipped at 0 (else 0)
+    solver_failed: GRN only: the SDE solver did not finish (else False)
+    """
+
+    nonfinite: Int[Array, ""]
+    clipped: Float[Array, ""]
+    solver_failed: Bool[Array, ""]
+
+
+class SimulationError(RuntimeError):
+    """A simulation produced non-finite values or a failed solve (never silent NaNs)."""
+
+
+class Simulator:
+    """The runtime sampler of an ScmSpec: ``Simulator(spec)(key, n_graphs) -> (SCM, Dataset)``.
+
+    `base_dir` resolves relative `from_file` paths (default: the spec file's directory as given
+    to validation). Arrays are padded to ``d = self.d``.
+    """
+
+    def __init__(self, spec: S.ScmSpec, base_dir: str | Path | None = None):
+        self.spec = spec
+        self.files = {
+            c: g.read(base_dir) for c, g in enumerate(spec.graphs) if isinstance(g, S.FromFile)
+        }
+        d = max(spec.sizes) if len(self.files) < len(spec.graphs) else 0
+        self.d = max([d] + [len(f["names"]) for f in self.files.values()])
+        self.n_obs = spec.n_obs
+        self.n_slots = spec.n_intervened(self.d)
+        self.n_int = spec.interventions.rows_per_node * self.n_slots
+        self._prepare_files()
+        self._batch = jax.jit(jax.vmap(self.one))
+
+    # ------------------------------------------------------------------ fixed graphs
+    def _prepare_files(self) -> None:
+        spec, d, C = self.spec, self.d, len(self.spec.graphs)
+        self.fG = np.zeros((C, d, d), np.int32)
+        self.forder = np.tile(np.arange(d, dtype=np.int32), (C, 1))
+        self.fk = np.zeros(C, np.int32)
+        self.fparam = np.zeros(C, bool)
+        self.fW = np.zeros((C, d, d), np.float32)
+        self.fb = np.zeros((C, d), np.float32)
+        self.fsigma = np.ones((C, d), np.float32)
+        self.ftarget = np.zeros(C, np.int32)
+        self.fnames_idx = np.zeros((C, len(spec.interventions.names or [])), np.int32)
+        for c, f in self.files.items():
+            k = len(f["names"])
+            names = [str(n) for n in f["names"]]
+            self.fG[c, :k, :k] = f["G"]
+            self.forder[c, :k] = f["order"]
+            self.fk[c] = k
+            if self.spec.graphs[c].use_parameters and "W" in f:
+                self.fparam[c] = True
+                self.fW[c, :k, :k] = f["W"]
+                self.fb[c, :k] = f.get("b", np.zeros(k))
+                self.fsigma[c, :k] = f.get("sigma", np.ones(k))
+            for name in ([spec.target.name] if isinstance(spec.target, S.Named) else []):
+                if name not in names:
+                    raise ValueError(f"no variable named '{name}' in {spec.graphs[c].path}")
+                self.ftarget[c] = names.index(name)
+            for i, name in enumerate(spec.interventions.names or []):
+                if name not in names:
+                    raise ValueError(f"no variable named '{name}' in {spec.graphs[c].path}")
+                self.fnames_idx[c, i] = names.index(name)
+        self.all_param_files = bool(self.fparam.all())
+
+    # ------------------------------------------------------------------ one graph
+    def graph(self, key) -> tuple[Int[Array, ""], Int[Array, "d d"], Int[Array, " d"], Array]:
+        """(component, G, order, k) for one graph."""
+        spec, d = self.spec, self.d
+        kc, ks, kg = jax.random.split(key, 3)
+        comp = pick(kc, [g.weight for g in spec.graphs])
+        k = jnp.asarray(spec.sizes, jnp.int32)[pick(ks, spec.size_weights)]
+        Gs, orders, kk = [], [], []
+        for c, g in enumerate(spec.graphs):
+            if c in self.files:
+                Gs.append(jnp.asarray(self.fG[c]))
+                orders.append(jnp.asarray(self.forder[c]))
+                kk.append(jnp.int32(self.fk[c]))
+            else:
+                G, order = random_graph(g, jax.random.fold_in(kg, c), k, d)
+                Gs.append(G)
+                orders.append(order)
+                kk.append(k)
+        if len(Gs) == 1:
+            G, order, k = Gs[0], orders[0], kk[0]
+        else:
+            G, order, k = jnp.stack(Gs)[comp], jnp.stack(orders)[comp], jnp.stack(kk)[comp]
+        # The target needs a parent: a graph that drew no edge gets its first two nodes linked.
+        empty = G.sum() == 0
+        G = G.at[order[0], order[1]].max(empty.astype(G.dtype))
+        return comp, G, order, k
+
+    def _target(self, key, comp, G, var_mask) -> Int[Array, ""]:
+        t = self.spec.target
+        if isinstance(t, S.Named):
+            return jnp.asarray(self.ftarget)[comp]
+        ok = var_mask & (G.sum(0) > 0)
+        if isinstance(t, S.Sink):
+            ok = ok & (G.sum(1) == 0)
+        return jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf)).astype(jnp.int32)
+
+    def build_scm(self, key) -> tuple[SCM, Int[Array, ""]]:
+        """Draw one SCM (graph, target, mechanisms, noise; output transform = identity) and the
+        index of the graph component it came from."""
+        spec, d = self.spec, self.d
+        kg, kt, km, kmi, kn, kni = jax.random.split(key, 6)
+        comp, G, order, k = self.graph(kg)
+        var_mask = jnp.arange(d) < k
+        target = self._target(kt, comp, G, var_mask)
+        Gf = G.astype(jnp.float32)
+        zero = jnp.zeros((), jnp.int32)
+        grn = None
+        mechs, noises = [], []
+        mech_index, noise_index = jnp.zeros(d, jnp.int32), zero
+        if spec.uses_grn:
+            from engine.scm.grn import build_grn
+
+            grn = build_grn(spec.mechanism[0], km, Gf, order, var_mask)
+        elif not self.all_param_files:
+            mechs = [build_mechanism(m, jax.random.fold_in(km, i), Gf)
+                     for i, m in enumerate(spec.mechanism)]
+            shape = (d,) if spec.mechanism_mix == "node" else ()
+            mech_index = jnp.broadcast_to(pick(kmi, [m.weight for m in spec.mechanism], shape),
+                                          (d,))
+            noises = [build_noise(nz, jax.random.fold_in(kn, i), Gf)
+                      for i, nz in enumerate(spec.noise)]
+            noise_index = pick(kni, [nz.weight for nz in spec.noise])
+        if self.fparam.any() and grn is None:  # bnlearn parameters: a real linear-Gaussian SCM
+            is_param = jnp.asarray(self.fparam)[comp]
+            mechs.append(LinearMech(jnp.asarray(self.fW)[comp], jnp.asarray(self.fb)[comp]))
+            noises.append(NoiseMech(jnp.asarray(self.fsigma)[comp], None, "gaussian"))
+            mech_index = jnp.where(is_param, len(mechs) - 1, mech_index)
+            noise_index = jnp.where(is_param, len(noises) - 1, noise_index)
+        return SCM(
+            adjacency=G, var_mask=var_mask, order=order, target=target,
+            mech_index=mech_index.astype(jnp.int32), mechanisms=tuple(mechs),
+            noise_index=jnp.asarray(noise_index, jnp.int32), noises=tuple(noises),
+            loc=jnp.zeros(d), scale=jnp.ones(d), grn=grn,
+        ), comp
+
+    def interventions(self, key, scm: SCM, comp) -> tuple[Bool[Array, "r d"], Float[Array, "r d"],
+                                                     Bool[Array, " r"]]:
+        """(int_mask, do_values, row_mask): rows_per_node rows per intervened node, nodes in
+        variable order, unused slots (smaller graphs, fewer nodes) masked out."""
+        iv, d = self.spec.interventions, self.d
+        k1, k2 = jax.random.split(key)
+        idx = jnp.arange(d)
+        eligible = scm.var_mask & (idx != scm.target)
+        n_elig = eligible.sum()
+        if iv.names is not None:
+            sel = jnp.zeros(d, bool).at[jnp.asarray(self.fnames_idx)[comp]].set(True)
+        else:
+            if iv.fraction is not None:
+                m = jnp.ceil(iv.fraction * n_elig).astype(jnp.int32)
+            elif iv.count is not None:
+                m = jnp.minimum(iv.count, n_elig)
+            else:
+                m = n_elig
+            u = jnp.where(eligible, jax.random.uniform(k1, (d,)), 2.0)
+            rank = jnp.argsort(jnp.argsort(u))
+            sel = eligible & (rank < m)
+        nodes = jnp.argsort(jnp.where(sel, idx, d + idx))[: self.n_slots]
+        slot = jnp.arange(self.n_int) // max(iv.rows_per_node, 1)
+        node = nodes[slot]
+        row_mask = slot < sel.sum()
+        mask = (node[:, None] == idx[None, :]) & row_mask[:, None]
+        if iv.value_per == "node":
+            vals = draw(iv.value, k2, (d,))[node]
+        else:
+            vals = draw(iv.value, k2, (self.n_int,))
+        return mask, jnp.where(mask, vals[:, None], 0.0), row_mask
+
+    def one(self, key) -> tuple[SCM, Dataset, Diagnostics]:
+        """One graph's SCM, dataset and diagnostics."""
+        ks, ko, ki, kv = jax.random.split(key, 4)
+        scm, comp = self.build_scm(ks)
+        d = self.d
+        no = jnp.zeros((self.n_obs, d), bool)
+        obs = scm.sample(ko, no, jnp.zeros((self.n_obs, d)))
+        if self.spec.standardize:
+            loc = jnp.where(scm.var_mask, obs.mean(0), 0.0)
+            sd = obs.std(0)
+            sd = jnp.where(scm.var_mask & (sd > 1e-8) & jnp.isfinite(sd), sd, 1.0)
+            scm = eqx.tree_at(lambda s: (s.loc, s.scale), scm, (loc, sd))
+            obs = jnp.where(scm.var_mask, (obs - loc) / sd, 0.0)
+        mask, vals, row_mask = self.interventions(ki, scm, comp)
+        mode = "hard" if isinstance(self.spec.interventions, S.Hard) else self.spec.interventions.mode
+        ints = scm.sample(kv, mask, vals, mode=mode) if self.n_int else jnp.zeros((0, d))
+        ints = jnp.where(row_mask[:, None], ints, 0.0)
+        data = Dataset(obs=obs, int_values=ints, int_mask=mask, int_row_mask=row_mask)
+        nonfinite = (~jnp.isfinite(obs)).sum() + (~jnp.isfinite(ints)).sum()
+        clipped, failed = jnp.float32(0.0), jnp.bool_(False)
+        if scm.grn is not None:
+            from engine.scm.grn import simulate_cells
+
+            # Diagnostics of the observational cells (same key: the very same cells).
+            _, (clipped, failed) = simulate_cells(scm, ko, no, jnp.zeros((self.n_obs, d)))
+        return scm, data, Diagnostics(nonfinite.astype(jnp.int32), clipped, failed)
+
+    # ------------------------------------------------------------------ batches
+    def with_diagnostics(self, key, n_graphs: int) -> tuple[SCM, Dataset, Diagnostics]:
+        """Like __call__, plus per-graph Diagnostics; never raises."""
+        return self._batch(jax.random.split(key, n_graphs))
+
+    def __call__(self, key, n_graphs: int) -> tuple[SCM, Dataset]:
+        """`n_graphs` SCMs and datasets, batched over a leading graph axis. Raises
+        SimulationError when a graph produced non-finite values or a failed solve."""
+        scm, data, diag = self.with_diagnostics(key, n_graphs)
+        bad = np.flatnonzero(np.asarray(diag.nonfinite) > 0)
+        failed = np.flatnonzero(np.asarray(diag.solver_failed))
+        if len(bad) or len(failed):
+            raise SimulationError(
+                f"{len(bad)} graph(s) produced non-finite values (e.g. graph {bad[:5].tolist()}), "
+                f"{len(failed)} failed SDE solves (e.g. {failed[:5].tolist()}); heavy-tailed noise "
+                "or large coefficients down deep graphs overflow float32: narrow the spec's ranges"
+            )
+        return scm, data
+
+
+def simulate(spec: S.ScmSpec, key, n_graphs: int, base_dir: str | Path | None = None):
+    """`n_graphs` SCMs from `spec` and their datasets: (SCM, Dataset), both with a leading graph
+    axis and padded to d = spec.max_nodes. Deterministic given `key`."""
+    return _simulator(spec, base_dir)(key, n_graphs)
+
+
+def simulate_with_diagnostics(spec: S.ScmSpec, key, n_graphs: int, base_dir=None):
+    """(SCM, Dataset, Diagnostics), without raising on non-finite values."""
+    return _simulator(spec, base_dir).with_diagnostics(key, n_graphs)
+
+
+_CACHE: dict = {}
+
+
+def _simulator(spec, base_dir) -> Simulator:
+    # Specs are frozen; caching the Simulator keeps its compiled function across calls.
+    files = tuple(str(g.resolved(base_dir)) for g in spec.graphs if isinstance(g, S.FromFile))
+    ident = (spec.model_dump_json(), files)
+    if ident not in _CACHE:
+        if len(_CACHE) > 16:
+            _CACHE.clear()
+        _CACHE[ident] = Simulator(spec, base_dir)
+    return _CACHE[ident]
+
+

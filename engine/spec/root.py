@@ -1,0 +1,56 @@
+"""The root of a spec file: identity, seed, and every section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from engine.spec.base import Section
+from engine.spec.data import DataSpec
+from engine.spec.evaluation import EvaluationSpec, GateSpec, StageSpec
+from engine.spec.expert import ExpertSpec
+from engine.spec.model import LossSpec, ModelSpec
+from engine.spec.scm import ScmSpec
+from engine.spec.train import HardwareSpec, TrainSpec
+
+
+class Spec(Section):
+    """An acbo experiment: SCM distribution -> expert -> demonstrations -> model -> gates."""
+
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    scm: ScmSpec
+    expert: ExpertSpec
+    data: DataSpec
+    model: ModelSpec | None = None
+    loss: LossSpec | None = None
+    train: TrainSpec | None = None
+    hardware: HardwareSpec = HardwareSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    gates: list[GateSpec] = []
+    stage: StageSpec = StageSpec()
+
+    @model_validator(mode="after")
+    def _model_or_uses(self) -> "Spec":
+        trains = [s for s in ("model", "loss", "train") if getattr(self, s) is not None]
+        if self.stage.uses is None and len(trains) < 3:
+            missing = sorted({"model", "loss", "train"} - set(trains))
+            raise ValueError(
+                f"missing section(s) {', '.join('[' + m + ']' for m in missing)}: a spec either "
+                "trains a model ([model], [loss], [train]) or evaluates another's ([stage] uses)"
+            )
+        if self.stage.uses is not None and trains:
+            raise ValueError(
+                f"[stage] uses = '{self.stage.uses}' takes its model from that spec; remove "
+                f"{', '.join('[' + t + ']' for t in trains)}"
+            )
+        if self.stage.uses == self.name or self.name in self.stage.requires:
+            raise ValueError("a spec cannot use or require itself")
+        return self
+
+    @property
+    def trains(self) -> bool:
+        return self.stage.uses is None
