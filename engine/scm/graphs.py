@@ -113,17 +113,30 @@ FAMILIES = {
 }
 
 
+def rank(u: Float[Array, " d"]) -> Int[Array, " d"]:
+    """Rank of each entry (ties broken by index). O(d^2) comparisons instead of a sort: d is small
+    and XLA's CPU sort is slow to compile."""
+    i = jnp.arange(u.shape[0])
+    less = (u[None, :] < u[:, None]) | ((u[None, :] == u[:, None]) & (i[None, :] < i[:, None]))
+    return less.sum(1).astype(jnp.int32)
+
+
+def argsort_small(u: Float[Array, " d"]) -> Int[Array, " d"]:
+    """jnp.argsort for short vectors, by `rank` and a scatter."""
+    n = u.shape[0]
+    return jnp.zeros(n, jnp.int32).at[rank(u)].set(jnp.arange(n, dtype=jnp.int32))
+
+
 def _perm(key, k, d: int) -> Int[Array, " d"]:
     """A uniformly random permutation of 0..k-1 followed by k..d-1 in place."""
     i = jnp.arange(d)
-    u = jnp.where(i < k, jax.random.uniform(key, (d,)), 2.0 + i)
-    return jnp.argsort(u).astype(jnp.int32)
+    return argsort_small(jnp.where(i < k, jax.random.uniform(key, (d,)), 2.0 + i))
 
 
 def place(U: Float[Array, "d d"], key, k, d: int) -> tuple[Int[Array, "d d"], Int[Array, " d"]]:
     """Give positions random labels: G[perm[a], perm[b]] = U[a, b]; returns (G, order=perm)."""
     perm = _perm(key, k, d)
-    inv = jnp.argsort(perm)
+    inv = jnp.zeros(d, jnp.int32).at[perm].set(jnp.arange(d, dtype=jnp.int32))
     return U[inv][:, inv].astype(jnp.int32), perm
 
 

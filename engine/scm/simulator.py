@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from engine.scm.graphs import random_graph
+from engine.scm.graphs import argsort_small, random_graph, rank
 from engine.scm.mechanisms import LinearMech, NoiseMech, build_mechanism, build_noise
 from engine.scm.model import SCM
 from engine.scm.params import draw, pick
@@ -186,9 +186,8 @@ class Simulator:
             else:
                 m = n_elig
             u = jnp.where(eligible, jax.random.uniform(k1, (d,)), 2.0)
-            rank = jnp.argsort(jnp.argsort(u))
-            sel = eligible & (rank < m)
-        nodes = jnp.argsort(jnp.where(sel, idx, d + idx))[: self.n_slots]
+            sel = eligible & (rank(u) < m)
+        nodes = argsort_small(jnp.where(sel, idx, d + idx))[: self.n_slots]
         slot = jnp.arange(self.n_int) // max(iv.rows_per_node, 1)
         node = nodes[slot]
         row_mask = slot < sel.sum()

@@ -71,32 +71,75 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     return path, parsed
 
 
-def _apply_override(raw: dict, path: tuple[str, ...], value: Any) -> None:
-    node = raw
-    for part in path[:-1]:
+def _apply_override(raw: dict, path: tuple[str, ...], value: Any) -> list[tuple[str, ...]]:
+    """Set `value` at `path`; return the paths of the tables it had to create (the override's)."""
+    node, created = raw, []
+    for i, part in enumerate(path[:-1]):
         nxt = node.get(part)
         if not isinstance(nxt, dict):
             nxt = node[part] = {}
+            created.append(path[: i + 1])
         node = nxt
     node[path[-1]] = value
+    return created
 
 
-def _raw_path(raw: Any, loc: tuple) -> tuple:
-    """Drop the union tags pydantic inserts into `loc` (e.g. 'adam' for kind = "adam")."""
+def _raw_path(raw: Any, loc: tuple) -> tuple[tuple, tuple | None]:
+    """The document path of a pydantic `loc`, and (path, label) of the plain-union member the
+    error came from, or None.
+
+    pydantic inserts labels into `loc`: the tag of a discriminated union ('adam' for
+    kind = "adam", which may also be a key of that table, like a gate's `metric`) and, for a
+    plain union (`int | SizeRange`), the member ('int', 'function-after[..., SizeRange]').
+    """
     out: list = []
+    member = None
     node = raw
+    tagged = False  # the current table's tag was seen: pydantic puts it once, right after
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        is_dict = isinstance(node, dict)
+        if is_dict and not tagged and part in (node.get("kind"), node.get("dist")):
+            tagged = True  # a discriminated union's tag, not a key
+            continue
+        if is_dict and part in node:
             out.append(part)
-            node = node[part]
+            node, tagged = node[part], False
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) or isinstance(node, list):
-            continue  # a tag, or a function-validator name
-        else:
-            out.append(part)
-    return tuple(out)
+            node, tagged = node[part], False
+        elif member is None:
+            member = (tuple(out), str(part))
+    return tuple(out), member
+
+
+def _pick_members(errors: list[tuple[dict, tuple | None]]) -> list[dict]:
+    """Of a plain union's members that all failed at one path, keep the errors of the best fits.
+
+    A member that only reports a wrong type loses to one that accepted the type (the input was
+    a table and `int` says "not an integer"); then one that knows every key of the table wins;
+    then fewer errors; then a did-you-mean.
+    """
+    groups: dict[tuple, dict[str, list[int]]] = {}
+    for n, (_, member) in enumerate(errors):
+        if member is not None:
+            groups.setdefault(member[0], {}).setdefault(member[1], []).append(n)
+    drop: set[int] = set()
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        kinds = {m: [errors[n][0]["type"] for n in ns] for m, ns in members.items()}
+        only_type = {m for m, ks in kinds.items() if all(k.endswith("_type") for k in ks)}
+        fits = {m: ns for m, ns in members.items() if m not in only_type} or members
+        fits = {m: ns for m, ns in fits.items() if "unknown_key" not in kinds[m]} or fits
+        fewest = min(len(ns) for ns in fits.values())
+        fits = {m: ns for m, ns in fits.items() if len(ns) == fewest}
+        hinted = {
+            m: ns for m, ns in fits.items()
+            if any((errors[n][0].get("ctx") or {}).get("hint") for n in ns)
+        }
+        keep = {n for ns in (hinted or fits).values() for n in ns}
+        drop |= {n for ns in members.values() for n in ns} - keep
+    return [e for n, (e, _) in enumerate(errors) if n not in drop]
 
 
 def _message(err: dict) -> tuple[str, tuple]:
@@ -119,7 +162,7 @@ def _message(err: dict) -> tuple[str, tuple]:
         return "expected a number or a table with dist = 'uniform', 'signed_uniform', " \
                "'normal', 'lognormal' or 'choice'", ()
     if kind == "missing":
-        return "missing required key", ()
+        return "missing required key", ()  # the caller appends the key
     message = err["msg"]
     message = re.sub(r"^(Value error|Assertion failed), ", "", message)
     if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(
@@ -136,13 +179,20 @@ def validate(raw: dict, lines: dict, display: str, overrides: dict, context: dic
         return Spec.model_validate(raw, context=context)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            path = _raw_path(raw, err["loc"])
+        located = [(err, _raw_path(raw, err["loc"])) for err in exc.errors()]
+        for err in _pick_members([(err, where[1]) for err, where in located]):
+            path = _raw_path(raw, err["loc"])[0]
             message, extra = _message(err)
+            if err["type"] == "missing":
+                extra = err["loc"][-1:]  # the key that is absent
             path = path + extra
             dotted = ".".join(str(p) for p in path)
+            # The override that set this value, or that added this unknown key.
+            added = err["type"] == "unknown_key"
             source = next(
-                (o for p, o in overrides.items() if path[: len(p)] == p), None
+                (o for p, o in overrides.items()
+                 if path[: len(p)] == p or (added and p[: len(path)] == path)),
+                None,
             )
             if source is not None:
                 problems.append(Problem(f"--set {source}", None, dotted, message))
@@ -174,8 +224,10 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecF
         try:
             key, value = parse_override(text_override)
         except ValueError as exc:
-            raise SpecError([Problem("--set", None, "", str(exc).removeprefix("--set "))]) from None
-        _apply_override(raw, key, value)
+            message = str(exc).removeprefix(f"--set {text_override}: ")
+            raise SpecError([Problem(f"--set {text_override}", None, "", message)]) from None
+        for made in _apply_override(raw, key, value):
+            applied.setdefault(made, text_override)
         applied[key] = text_override
     lines = locate_lines(text)
     spec = validate(raw, lines, display, applied, {"spec_dir": path.resolve().parent})

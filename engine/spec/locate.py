@@ -13,17 +13,46 @@ _BARE = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
 _DOTTED = rf"{_BARE}(?:\s*\.\s*{_BARE})*"
 _HEADER = re.compile(rf"^\s*(\[\[|\[)\s*({_DOTTED})\s*\]\]?\s*$")
 _KEY = re.compile(rf"\s*({_DOTTED})\s*=")
-_STRING = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'[^\'\n]*\'')
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\n -]")
 
 
 def _split_key(key: str) -> tuple[str, ...]:
     return tuple(p.strip().strip("\"'") for p in re.findall(rf"{_BARE}", key))
 
 
-def _code(line: str) -> str:
-    """The line with string contents blanked and comments removed."""
-    line = _STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', line)
-    return line.split("#", 1)[0]
+def _blank(text: str) -> str:
+    """The document with comments removed and string contents blanked, newlines kept.
+
+    One pass over the whole text, so multi-line strings and quotes inside comments (or '#'
+    inside strings) cannot be mistaken for structure.
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c not in "\"'":
+            out.append(c)
+            i += 1
+            continue
+        quote = c * 3 if text.startswith(c * 3, i) else c
+        j = i + len(quote)
+        while j < n and not text.startswith(quote, j):
+            if text[j] == "\n" and len(quote) == 1:
+                break  # unterminated (tomllib reports it); the newline stays
+            j += 2 if (c == '"' and text[j] == "\\") else 1
+        while len(quote) == 3 and j + 3 < n and text[j + 3] == c:
+            j += 1  # a multi-line string's content may end with up to two quotes
+        # Keep what a quoted key needs, blank the rest (brackets, braces, '#', '=', quotes).
+        out.append(quote + _UNSAFE.sub(" ", text[i + len(quote) : j]))
+        i = j
+        if text.startswith(quote, j):
+            out.append(quote)
+            i += len(quote)
+    return "".join(out)
 
 
 def locate_lines(text: str) -> dict[tuple, int]:
@@ -38,20 +67,29 @@ def locate_lines(text: str) -> dict[tuple, int]:
     def note(path: tuple, lineno: int) -> None:
         lines.setdefault(path, lineno)
 
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        code = _code(raw)
+    def resolve(path: tuple) -> tuple:
+        """Header path -> document path: an array of tables' name means its last element."""
+        out: tuple = ()
+        for part in path:
+            out += (part,)
+            if out in aot_counts:
+                out += (aot_counts[out] - 1,)
+        return out
+
+    for lineno, code in enumerate(_blank(text).splitlines(), start=1):
         pos = 0
         if not stack:
             header = _HEADER.match(code)
             if header:
                 path = _split_key(header.group(2))
                 if header.group(1) == "[[":
+                    path = resolve(path[:-1]) + path[-1:]
                     index = aot_counts.get(path, 0)
                     aot_counts[path] = index + 1
                     note(path, lineno)
                     table = path + (index,)
                 else:
-                    table = path
+                    table = resolve(path)
                 note(table, lineno)
                 continue
             key = _KEY.match(code)

@@ -59,7 +59,7 @@ class Trainer:
         model = self.spec.model.build(key)
         opt_state = self.optimizer.init(eqx.filter(model, eqx.is_array))
         state = TrainState(model, opt_state, jnp.zeros((), jnp.int32))
-        return jax.device_put(state, replicated(self.mesh))
+        return _put(state, replicated(self.mesh))
 
     def _loss(self, model, batch):
         logits = jax.vmap(model)(batch.x, batch.row_mask, batch.var_mask, batch.target)
@@ -107,17 +107,17 @@ class Trainer:
         log_path = Path(workdir) / "metrics.jsonl"
         found = checkpoint.latest(ckpt_dir, state, warn=warn)
         if found is not None:
-            state = jax.device_put(found[1], replicated(self.mesh))
+            state = _put(found[1], replicated(self.mesh))
         step = int(state.step)
         # Drop log lines past the checkpoint: those steps are replayed identically.
         kept = [r for r in read_jsonl(log_path) if r.get("step", 0) <= step]
         write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in kept))
 
         rep = replicated(self.mesh)
-        train = jax.device_put(train, rep)
+        train = _put(train, rep)
         val = None
         if validation is not None and validation.n_demos:
-            val = jax.device_put(_head(validation, 512), rep)
+            val = _put(_head(validation, 512), rep)
         on_chunk(step, float("nan"))
         while step < tspec.steps:
             n = min(self.chunk - step % self.chunk, tspec.steps - step)
@@ -154,6 +154,12 @@ class Trainer:
                     f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
                 )
         return state
+
+
+def _put(tree, sharding):
+    """device_put the arrays of a pytree that also holds functions and static fields."""
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, sharding), static)
 
 
 def _head(demos: Demonstrations, n: int) -> Demonstrations:
