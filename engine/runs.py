@@ -20,9 +20,9 @@ def spec_hash(spec) -> str:
     return hashlib.sha256(resolved.encode()).hexdigest()[:16]
 
 
-def _git(*args: str) -> str | None:
+def _git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -58,7 +58,8 @@ class Run:
         self.dir.mkdir(parents=True)
         write_atomic(self.dir / "spec.toml", spec_file.text)
         write_json(self.dir / "resolved.json", spec.model_dump(mode="json"))
-        sha = _git("rev-parse", "HEAD")
+        repo = spec_file.path.resolve().parent
+        sha = _git(repo, "rev-parse", "HEAD")
         self.lock = {
             "run_id": self.dir.name,
             "command": command,
@@ -68,7 +69,7 @@ class Run:
             "stage_hashes": {name: s.hash for name, s in plan.stages.items()},
             "stage_owners": {name: s.owner for name, s in plan.stages.items()},
             "git_sha": sha,
-            "git_dirty": bool(_git("status", "--porcelain")) if sha else None,
+            "git_dirty": bool(_git(repo, "status", "--porcelain")) if sha else None,
             "versions": versions(),
             "devices": plan.devices,
             "seed": spec.seed,

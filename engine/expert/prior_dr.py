@@ -40,7 +40,7 @@ def _train_and_predict(key, x_fit, y, in_train, x_pred, prior: Any):
     n_fit = jnp.floor(0.8 * n_train).astype(jnp.int32)
     rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n))
     val_mask = (rank >= n_fit) & (rank < n_train)
-    L = n  # static bound on the fit rows
+    L = int(0.8 * (n - n // prior.n_folds))  # static bound on the fit rows (largest fold split)
     bs = prior.batch_size
     nb = -(-L // bs)
 
@@ -71,7 +71,7 @@ def _train_and_predict(key, x_fit, y, in_train, x_pred, prior: Any):
         key, k_shuf = jax.random.split(key)
         pos = jnp.arange(L)
         perm = jnp.argsort(jnp.where(pos < n_fit, jax.random.uniform(k_shuf, (L,)), 2.0))
-        idx = jnp.pad(order[perm], (0, nb * bs - L)).reshape(nb, bs)
+        idx = jnp.pad(order[:L][perm], (0, nb * bs - L)).reshape(nb, bs)
         valid = jnp.pad(perm < n_fit, (0, nb * bs - L)).reshape(nb, bs)
         (prm, opt, lr), _ = jax.lax.scan(batch_step, (prm, opt, lr), (idx, valid))
         err = predict(prm, x_fit) - y

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-N_PAIR_FEATURES = 11
+N_PAIR_FEATURES = 13
 _EPS = 1e-6
 
 
@@ -29,7 +29,8 @@ def pair_features(
     0 obs correlation, 1 obs partial correlation given all other variables,
     2 slope of k on i in rows where i is intervened, 3 their correlation there,
     4 mean shift of k (in obs-standard units) under do(i), 5-7 the same three for (k, i),
-    8 share of rows intervening on i, 9 share intervening on k, 10 1 on the diagonal.
+    8 share of rows intervening on i, 9 share intervening on k, 10 1 on the diagonal,
+    11 log residual inflation of k's regression on all others under do(i), 12 that of (k, i).
     """
     value, indicator = x[..., 0], x[..., 1]
     vm = var_mask.astype(value.dtype)
@@ -64,6 +65,13 @@ def pair_features(
     int_corr = has * cov / jnp.sqrt(var_i * var_k + 1e-6)
     shift = (count > 0)[:, None] * mean_k
 
+    # Invariance: regress every k on all other variables (observational fit, read off the
+    # precision matrix); under do(i) that regression keeps holding when i is a parent or
+    # ancestor of k, and breaks when i is a child of k (the intervention cut k -> i).
+    resid = (z @ prec) / jnp.clip(jnp.diag(prec), _EPS)[None, :]  # [n, d] residual of each k
+    inflation = (intervened.T @ resid**2) / safe * jnp.diag(prec)[None, :]
+    inflation = (count > 0)[:, None] * jnp.log(inflation + 1e-3)
+
     total = jnp.maximum(rows.sum(), 1.0)
     share = jnp.broadcast_to((count / total)[:, None], (d, d))
     pair = jnp.stack(
@@ -79,6 +87,8 @@ def pair_features(
             share,
             share.T,
             jnp.eye(d, dtype=z.dtype),
+            inflation,
+            inflation.T,
         ],
         axis=-1,
     )

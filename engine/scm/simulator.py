@@ -203,8 +203,14 @@ class Simulator:
         ks, ko, ki, kv = jax.random.split(key, 4)
         scm, comp = self.build_scm(ks)
         d = self.d
-        no = jnp.zeros((self.n_obs, d), bool)
-        obs = scm.sample(ko, no, jnp.zeros((self.n_obs, d)))
+        no, zeros = jnp.zeros((self.n_obs, d), bool), jnp.zeros((self.n_obs, d))
+        clipped, failed = jnp.float32(0.0), jnp.bool_(False)
+        if scm.grn is not None:
+            from engine.scm.grn import simulate_cells
+
+            obs, (clipped, failed) = simulate_cells(scm, ko, no, zeros)
+        else:
+            obs = scm.sample(ko, no, zeros)
         if self.spec.standardize:
             loc = jnp.where(scm.var_mask, obs.mean(0), 0.0)
             sd = obs.std(0)
@@ -217,12 +223,6 @@ class Simulator:
         ints = jnp.where(row_mask[:, None], ints, 0.0)
         data = Dataset(obs=obs, int_values=ints, int_mask=mask, int_row_mask=row_mask)
         nonfinite = (~jnp.isfinite(obs)).sum() + (~jnp.isfinite(ints)).sum()
-        clipped, failed = jnp.float32(0.0), jnp.bool_(False)
-        if scm.grn is not None:
-            from engine.scm.grn import simulate_cells
-
-            # Diagnostics of the observational cells (same key: the very same cells).
-            _, (clipped, failed) = simulate_cells(scm, ko, no, jnp.zeros((self.n_obs, d)))
         return scm, data, Diagnostics(nonfinite.astype(jnp.int32), clipped, failed)
 
     # ------------------------------------------------------------------ batches

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
+                      model_validator)
 
 from engine.spec.base import Normal, Param, Section, SignedUniform, Uniform, param_bounds
 
@@ -199,6 +200,21 @@ class SizeChoice(Section):
     @property
     def weights_(self) -> list[float]:
         return list(self.weights) if self.weights is not None else [1.0] * len(self.values)
+
+
+def _size_tag(v: Any) -> str:
+    if isinstance(v, dict):
+        return "choice" if "values" in v else "range"
+    if isinstance(v, (SizeRange, SizeChoice)):
+        return "choice" if isinstance(v, SizeChoice) else "range"
+    return "fixed"
+
+
+Size = Annotated[
+    Union[Annotated[int, Field(ge=2), Tag("fixed")], Annotated[SizeRange, Tag("range")],
+          Annotated[SizeChoice, Tag("choice")]],
+    Discriminator(_size_tag),
+]
 
 
 # ------------------------------------------------------------------------------------- mechanisms
@@ -434,7 +450,7 @@ class ScmSpec(Section):
     """
 
     graphs: list[GraphSpec] = Field(min_length=1)
-    n_nodes: int | SizeRange | SizeChoice = SizeRange(low=3, high=8)
+    n_nodes: Size = SizeRange(low=3, high=8)
     mechanism: list[MechanismSpec] = Field(default_factory=lambda: [Linear(kind="linear")],
                                            min_length=1)
     mechanism_mix: Literal["graph", "node"] = "graph"

@@ -39,7 +39,11 @@ OptimizerSpec = Annotated[Union[Adam, AdamW], Field(discriminator="kind")]
 
 
 class TrainSpec(Section):
-    """Minibatch training: batch t is a pure function of (seed, t), so a resume is exact."""
+    """Minibatch training: batch t is a pure function of (seed, t), so a resume is exact.
+
+    `augment` flips variable signs and drops a fifth of the observational rows per example
+    (label-preserving; it keeps a model from memorising a small set of training graphs).
+    """
 
     steps: int = Field(gt=0)
     batch_size: int = Field(default=32, gt=0)
@@ -47,6 +51,7 @@ class TrainSpec(Section):
     clip_norm: float | None = Field(default=1.0, gt=0)
     checkpoint_every: int = Field(default=200, gt=0)
     log_every: int = Field(default=50, gt=0)
+    augment: bool = True
 
     def build_optimizer(self):
         import optax

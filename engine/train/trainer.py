@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.data.demos import Demonstrations, gather
+from engine.data.demos import Batch, Demonstrations, gather
 from engine.registry import append_jsonl, read_jsonl, write_atomic
 from engine.train import checkpoint
 from engine.train.losses import build_loss
@@ -75,7 +75,10 @@ class Trainer:
             idx = jax.random.randint(
                 jax.random.fold_in(key, state.step), (batch_size,), 0, demos.demo_graph.shape[0]
             )
-            batch = jax.lax.with_sharding_constraint(gather(demos, idx), sharding)
+            batch = gather(demos, idx)
+            if self.spec.train.augment:
+                batch = augment(batch, jax.random.fold_in(jax.random.fold_in(key, state.step), 1))
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
             loss, grads = eqx.filter_value_and_grad(self._loss)(state.model, batch)
             updates, opt_state = self.optimizer.update(
                 grads, state.opt_state, eqx.filter(state.model, eqx.is_array)
@@ -154,6 +157,18 @@ class Trainer:
                     f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
                 )
         return state
+
+
+def augment(batch: Batch, key) -> Batch:
+    """Label-preserving noise against memorising 100 graphs: flip each variable's sign (parents
+    do not depend on it) and drop a fifth of the observational rows (a bootstrap-like resample)."""
+    k1, k2 = jax.random.split(key)
+    b, n, d, _ = batch.x.shape
+    sign = jnp.where(jax.random.bernoulli(k1, 0.5, (b, 1, d)), -1.0, 1.0)
+    x = batch.x.at[..., 0].multiply(sign)
+    observational = batch.x[..., 1].max(-1) == 0
+    keep = jax.random.bernoulli(k2, 0.8, (b, n)) | ~observational
+    return eqx.tree_at(lambda t: (t.x, t.row_mask), batch, (x, batch.row_mask & keep))
 
 
 def _put(tree, sharding):
