@@ -33,6 +33,15 @@ SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=va
 RegistryOpt = typer.Option(None, "--registry", help="Registry folder (default: $ACBO_REGISTRY or ./registry).")
 
 
+@app.callback()
+def _setup() -> None:
+    """Persist compiled XLA programs across runs: a rerun or a resume skips most compile time."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "acbo" / "jax"
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
 def _root(registry: Optional[Path]) -> Path:
     from engine.registry import registry_root
 

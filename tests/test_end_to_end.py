@@ -13,11 +13,8 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
 
 
 @pytest.fixture(scope="module")
-def applied(tmp_path_factory):
-    root = tmp_path_factory.mktemp("registry")
-    result = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root)])
-    assert result.exit_code == 0, result.output
-    return root
+def applied(smoke_registry):
+    return smoke_registry
 
 
 def _runs(root):

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.expert import sets as S
 from engine.expert.posterior import Standardizer, init_state, make_features, posterior_path, update
-from engine.expert.surrogate import acquire, fit_do_tables
+from engine.expert.surrogate import acquire, fit_do_tables, set_slots
 from engine.expert.types import Trajectory
 from engine.scm.types import Dataset
 
@@ -54,7 +54,7 @@ def _update_row(spec, fmap, std: Standardizer, state, row, use):
 
 
 _fit_tables = jax.jit(fit_do_tables, static_argnums=3)
-_acquire = jax.jit(acquire, static_argnums=(9, 10, 11))
+_acquire = jax.jit(acquire, static_argnums=(10, 11, 12))
 
 
 def _bucket(n: int) -> int:
@@ -102,6 +102,9 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
         B = _bucket(len(alive))
         idx = np.concatenate([alive, np.full(B - len(alive), alive[0])])
         tables = _fit_tables(obs, scm.target, jnp.asarray(sets_np[idx]), spec.gp_fit_steps)
+        held = np.where(np.arange(B)[:, None] < len(alive), sets_np[idx], -1)
+        m = _bucket(max(1, max(int((held == v).sum()) for v in range(d))))
+        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, m))
 
     y_obs = float(obs_np[:, target].mean())
     new_rows, new_masks = [], []
@@ -117,7 +120,7 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
             explore = S.membership(jnp.asarray(sets_np[idx][w > 0]), d).sum(0) > 0
             explore = np.asarray(explore) & ok
             y_best = min([y_obs] + t_y)
-            v, x, _ = _acquire(tables, jnp.asarray(w), jnp.asarray(explore), jnp.asarray(xs), jnp.asarray(ys),
+            v, x, _ = _acquire(tables, slots, jnp.asarray(w), jnp.asarray(explore), jnp.asarray(xs), jnp.asarray(ys),
                                jnp.asarray(row_var), lo, hi, jnp.asarray(y_best, jnp.float32),
                                spec.n_anchors, spec.opt_steps, spec.gp_fit_steps)
             v, x = int(v), float(x)

@@ -21,19 +21,24 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from engine.expert.gp import GPHyper, GPPosterior, expected_improvement, fit_hyper
+from engine.expert.gp import GPPosterior, expected_improvement, fit_hyper, fit_hyper_grid, fit_hyper_grid3
 
 
 class DoTables(eqx.Module):
-    """Per (set b, variable v) quantities for the row-averaged do-effect. B sets, d variables, n rows."""
+    """Do-effect factors of B sets with k slots each, over n D_O rows.
 
-    ybar: Float[Array, ""]
+    Slot 0 of a set is its flat do-effect (variables outside the set); slot j + 1 belongs to
+    the set's j-th variable (padding slots repeat slot 0 and are never used).
+    """
+
     s2: Float[Array, " B"]
     inv_len2: Float[Array, " B"]
     xv: Float[Array, "n d"]  # D_O values of each variable (the GP inputs along v)
-    in_set: Bool[Array, "B d"]
-    wmean: Float[Array, "B d n"]  # s2 * cbar * alpha
-    quad: Float[Array, "B d n n"]  # s2^2 * (K^-1 o C)
+    flat_mean: Float[Array, " B"]
+    flat_var: Float[Array, " B"]
+    wmean: Float[Array, "B k n"]  # s2 * cbar * alpha, per set variable
+    quad: Float[Array, "B k n n"]  # s2^2 * (K^-1 o C), per set variable
+    ybar: Float[Array, ""]
 
 
 def set_inputs(obs, sets):
@@ -43,59 +48,80 @@ def set_inputs(obs, sets):
 
 
 def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int) -> DoTables:
-    """Fit the set GPs on D_O and tabulate the do-effect factors for every (set, variable)."""
+    """Fit the set GPs on D_O (vmapped over sets) and tabulate their do-effect factors."""
     n, d = obs.shape
     y = obs[:, target]
     ybar = jnp.mean(y)
-    xs = set_inputs(obs, sets)  # [B, n, k]
     ones = jnp.ones((n,), bool)
     zeros = jnp.zeros((n,))
 
-    def per_set(x_s, s):
-        hyp = fit_hyper(x_s, y - ybar, ones, zeros, fit_steps)
+    def per_set(x_s):
+        hyp = fit_hyper_grid(x_s, y - ybar, ones)
+        hyp = fit_hyper(x_s, y - ybar, ones, zeros, fit_steps, init=hyp)
         post = GPPosterior.fit(hyp, x_s, y - ybar, ones, zeros)
         kinv = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(n))
         s2 = jnp.exp(hyp.log_var)
         il2 = jnp.exp(-2 * hyp.log_len)
 
-        def tables(v):
-            col = (s == v)[None, :]  # drop v's column from "the other inputs"
-            xo = jnp.where(col, 0.0, x_s)
+        def tables(drop):  # drop: [k] one-hot column to remove from "the other inputs" (or zeros)
+            xo = jnp.where(drop[None, :], 0.0, x_s)
             d2 = jnp.sum((xo[:, None, :] - xo[None, :, :]) ** 2, -1)  # [rows r, train j]
             c = jnp.exp(-0.5 * d2 * il2)
-            cbar = jnp.mean(c, 0)
-            cc = c.T @ c / n
-            return s2 * cbar * post.alpha, s2**2 * kinv * cc
+            return s2 * jnp.mean(c, 0) * post.alpha, s2**2 * kinv * (c.T @ c / n)
 
-        flat = tables(-1)  # variables outside S all share this (flat do-effect)
-        wmean, quad = jax.lax.map(
-            lambda v: jax.lax.cond(jnp.any(s == v), tables, lambda _: flat, v), jnp.arange(d)
-        )
-        return s2, il2, wmean, quad
+        k = x_s.shape[1]
+        drops = jnp.concatenate([jnp.zeros((1, k), bool), jnp.eye(k, dtype=bool)])
+        wmean, quad = jax.vmap(tables)(drops)  # [k+1, n], [k+1, n, n]
+        flat_mean = ybar + jnp.sum(wmean[0])
+        flat_var = s2 - jnp.sum(quad[0])
+        return s2, il2, flat_mean, flat_var, wmean[1:], quad[1:]
 
-    s2, il2, wmean, quad = jax.lax.map(lambda a: per_set(*a), (xs, sets))
-    in_set = jnp.any(sets[:, :, None] == jnp.arange(d)[None, None, :], axis=1)
-    return DoTables(ybar, s2, il2, obs, in_set, wmean, quad)
+    s2, il2, fm, fv, wmean, quad = jax.vmap(per_set)(set_inputs(obs, sets))
+    return DoTables(s2, il2, obs, fm, jnp.maximum(fv, 1e-10), wmean, quad, ybar)
 
 
-def do_effects(t: DoTables, v: Int[Array, ""], x: Float[Array, ""]):
-    """Row-averaged do-effect of X_v = x under every set: (mean [B], var [B])."""
-    a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[:, None])  # [B, n]
-    a = jnp.where(t.in_set[:, v][:, None], a, 1.0)
-    mean = t.ybar + jnp.sum(a * t.wmean[:, v], -1)
-    var = t.s2 - jnp.einsum("bi,bij,bj->b", a, t.quad[:, v], a)
+def set_slots(sets, d: int, m: int):
+    """For every variable v the (set, slot) pairs with sets[b, slot] == v, padded to m.
+
+    Returns (b [d, m], slot [d, m], ok [d, m]) as numpy arrays (padding: b = B, dropped).
+    """
+    import numpy as np
+
+    sets = np.asarray(sets)
+    b_idx = np.full((d, m), sets.shape[0], np.int32)
+    s_idx = np.zeros((d, m), np.int32)
+    for v in range(d):
+        bb, ss = np.nonzero(sets == v)
+        b_idx[v, : len(bb)], s_idx[v, : len(bb)] = bb[:m], ss[:m]
+    return b_idx, s_idx, b_idx < sets.shape[0]
+
+
+def do_effects(t: DoTables, slots, v: Int[Array, ""], x: Float[Array, ""]):
+    """Row-averaged do-effect of X_v = x under every set: (mean [B], var [B]).
+
+    Sets without v are flat; only the sets holding v (slots[.][v]) are evaluated.
+    """
+    b_all, s_all, ok_all = slots
+    b, sl, ok = b_all[v], s_all[v], ok_all[v]
+    bs = jnp.where(ok, b, 0)
+    a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[bs][:, None])  # [m, n]
+    mean_v = t.ybar + jnp.sum(a * t.wmean[bs, sl], -1)
+    var_v = t.s2[bs] - jnp.einsum("mi,mij,mj->m", a, t.quad[bs, sl], a)
+    mean = t.flat_mean.at[b].set(mean_v, mode="drop")
+    var = t.flat_var.at[b].set(var_v, mode="drop")
     return mean, jnp.maximum(var, 1e-10)
 
 
-def mixture(t: DoTables, w: Float[Array, " B"], v, x):
+def mixture(t: DoTables, slots, w: Float[Array, " B"], v, x):
     """Posterior-weighted do-effect mean m(x) and variance V(x)."""
-    mu, var = do_effects(t, v, x)
+    mu, var = do_effects(t, slots, v, x)
     m = jnp.sum(w * mu)
     return m, jnp.maximum(jnp.sum(w * var) + jnp.sum(w * mu**2) - m**2, 1e-10)
 
 
 def acquire(
     t: DoTables,
+    slots,
     w: Float[Array, " B"],
     explore: Bool[Array, " d"],
     xs: Float[Array, " N"],
@@ -118,14 +144,17 @@ def acquire(
 
     def per_var(v):
         mask = row_var == v
-        m_rows, v_rows = jax.vmap(lambda x: mixture(t, w, v, x))(xs)
+        m_rows, v_rows = jax.vmap(lambda x: mixture(t, slots, w, v, x))(xs)
         s_rows = jnp.sqrt(v_rows)
         x_in = xs[:, None]
-        hyp = fit_hyper(x_in, ys - m_rows, mask, s_rows, fit_steps, init=GPHyper.default())
+        resid = ys - m_rows
+        var0 = jnp.sum(jnp.where(mask, resid**2, 0.0)) / jnp.maximum(jnp.sum(mask), 1) + 1e-2
+        hyp = fit_hyper_grid3(x_in, resid, mask, s_rows, var0)
+        hyp = fit_hyper(x_in, resid, mask, s_rows, fit_steps, init=hyp)
         post = GPPosterior.fit(hyp, x_in, ys - m_rows, mask, s_rows)
 
         def ei(x):
-            m, var = mixture(t, w, v, x)
+            m, var = mixture(t, slots, w, v, x)
             mu, sig2 = post.predict(x[None, None], jnp.sqrt(var)[None])
             return expected_improvement(m + mu[0], sig2[0], y_best)
 

@@ -1,8 +1,9 @@
 """Per-node mechanisms f_j(x_pa) and noise models, as small Equinox modules.
 
 Every module holds parameters for all d nodes of one graph (node axis first where it matters) and
-is called as ``mech(x, j) -> [n]``: node j's mechanism on the rows of ``x`` [n, d]. Weights on
-non-parents are zero, so padded or non-parent columns never contribute.
+is called as ``mech(xt, j) -> [n]``: node j's mechanism on the samples ``xt`` [d, n] (variables
+major, so the ancestral sampler writes one contiguous row per step). Weights on non-parents are
+zero, so padded or non-parent variables never contribute.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class LinearMech(eqx.Module):
     coef: Float[Array, "d d"]
     bias: Float[Array, " d"]
 
-    def __call__(self, x: Float[Array, "n d"], j) -> Float[Array, " n"]:
-        return x @ self.coef[:, j] + self.bias[j]
+    def __call__(self, xt: Float[Array, "d n"], j) -> Float[Array, " n"]:
+        return self.coef[:, j] @ xt + self.bias[j]
 
 
 class SingleIndexMech(eqx.Module):
@@ -37,8 +38,8 @@ class SingleIndexMech(eqx.Module):
     kind: str = eqx.field(static=True)
     saturation: float = eqx.field(static=True, default=5.0)
 
-    def __call__(self, x, j):
-        z = x @ self.coef[:, j] + self.bias[j]
+    def __call__(self, xt, j):
+        z = self.coef[:, j] @ xt + self.bias[j]
         if self.kind == "sine":
             g = jnp.sin(z)
         elif self.kind == "tanh":
@@ -58,8 +59,8 @@ class MlpMech(eqx.Module):
     w2: Float[Array, "d h"]
     active: Float[Array, " d"]
 
-    def __call__(self, x, j):
-        return self.active[j] * (jnp.tanh(x @ self.w1[j] + self.b1[j]) @ self.w2[j])
+    def __call__(self, xt, j):
+        return self.active[j] * (jnp.tanh(xt.T @ self.w1[j] + self.b1[j]) @ self.w2[j])
 
 
 class RffMech(eqx.Module):
@@ -72,8 +73,8 @@ class RffMech(eqx.Module):
     bias: Float[Array, " d"]
     active: Float[Array, " d"]
 
-    def __call__(self, x, j):
-        return self.active[j] * (jnp.cos(x @ self.omega[j] + self.phase[j]) @ self.amp[j]) + \
+    def __call__(self, xt, j):
+        return self.active[j] * (jnp.cos(xt.T @ self.omega[j] + self.phase[j]) @ self.amp[j]) + \
             self.bias[j]
 
 
@@ -133,11 +134,11 @@ class NoiseMech(eqx.Module):
             return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
         return jax.random.t(key, self.df, shape)
 
-    def scale_of(self, x: Float[Array, "n d"], j) -> Float[Array, " n"] | Array:
+    def scale_of(self, xt: Float[Array, "d n"], j) -> Float[Array, " n"] | Array:
         if self.hetero is None:
             return self.scale[j]
         sp1 = math.log1p(math.e)
-        return self.scale[j] * jax.nn.softplus(x @ self.hetero[:, j] + 1.0) / sp1
+        return self.scale[j] * jax.nn.softplus(self.hetero[:, j] @ xt + 1.0) / sp1
 
 
 def build_noise(spec, key, G: Float[Array, "d d"]) -> NoiseMech:

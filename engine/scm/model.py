@@ -82,7 +82,7 @@ class SCM(eqx.Module):
             return x
         n, d = do_mask.shape
         ks = jax.random.split(key, len(self.noises))
-        eps = [nz.standard(k, (n, d)) for nz, k in zip(self.noises, ks)]
+        eps = [nz.standard(k, (d, n)) for nz, k in zip(self.noises, ks)]
         eps = eps[0] if len(eps) == 1 else jnp.stack(eps)[self.noise_index]
         if mode == "hard":
             raw_do = do_values * self.scale + self.loc
@@ -92,22 +92,21 @@ class SCM(eqx.Module):
             raw_do = do_values
         else:
             raise ValueError(f"unknown intervention mode {mode!r}")
-        cols = jnp.arange(d)
+        hit_t, raw_t = do_mask.T, raw_do.T
 
-        def step(t, x):
+        def step(t, xt):  # xt: [d, n]; row j is still 0 when node j's turn comes
             j = self.order[t]
-            s = [nz.scale_of(x, j) for nz in self.noises]
+            s = [nz.scale_of(xt, j) for nz in self.noises]
             s = s[0] if len(s) == 1 else jnp.stack(jnp.broadcast_arrays(*s))[self.noise_index]
-            xj = self._f(x, j) + s * eps[:, j]
-            hit = do_mask[:, j]
+            xj = self._f(xt, j) + s * eps[j]
+            hit = hit_t[j]
             if mode == "hard":
-                xj = jnp.where(hit, raw_do[:, j], xj)
+                xj = jnp.where(hit, raw_t[j], xj)
             elif mode == "shift":
-                xj = jnp.where(hit, xj + raw_do[:, j], xj)
+                xj = jnp.where(hit, xj + raw_t[j], xj)
             else:
-                xj = jnp.where(hit, xj * raw_do[:, j], xj)
-            xj = jnp.where(self.var_mask[j], xj, 0.0)
-            return jnp.where(cols == j, xj[:, None], x)
+                xj = jnp.where(hit, xj * raw_t[j], xj)
+            return xt.at[j].set(jnp.where(self.var_mask[j], xj, 0.0))
 
-        x = jax.lax.fori_loop(0, d, step, jnp.zeros((n, d), jnp.float32))
-        return jnp.where(self.var_mask, (x - self.loc) / self.scale, 0.0)
+        xt = jax.lax.fori_loop(0, d, step, jnp.zeros((d, n), jnp.float32))
+        return jnp.where(self.var_mask, (xt.T - self.loc) / self.scale, 0.0)

@@ -68,16 +68,15 @@ class OptimizationSettings(Section):
     `n_trials` interventions of cost 1 each; the outcome of a trial is the mean of
     `outcome_samples` draws of Y under it. EI is maximised per exploration variable over its
     observational [min, max] from `n_anchors` anchors followed by `opt_steps` gradient steps;
-    GP hyper-parameters are fitted by `gp_fit_steps` Adam steps on the marginal likelihood.
-    `do_rows` observational rows are averaged for the do-effects (all of D_O when 0).
+    GP hyper-parameters maximise the marginal likelihood over a grid (one Cholesky per point),
+    optionally refined by `gp_fit_steps` Adam steps.
     """
 
     n_trials: int = Field(default=0, ge=0)
     outcome_samples: int = Field(default=1000, gt=0)
     n_anchors: int = Field(default=100, gt=1)
     opt_steps: int = Field(default=30, ge=0)
-    gp_fit_steps: int = Field(default=100, ge=0)
-    do_rows: int = Field(default=0, ge=0)
+    gp_fit_steps: int = Field(default=0, ge=0)
 
 
 class ParentScaleExpert(OptimizationSettings):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +153,19 @@ class Trainer:
             out_of_time = deadline is not None and time.time() > deadline
             if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time:
                 checkpoint.save(ckpt_dir, step, state)
+                _fault_injection(step)
             if out_of_time and step < tspec.steps:
                 raise TrainingStopped(
                     f"wall-time budget (hardware.max_wall_minutes) reached at step {step} of "
                     f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
                 )
         return state
+
+
+def _fault_injection(step: int) -> None:
+    """Tests kill the process right after checkpoint `step` to prove that resume is exact."""
+    if os.environ.get("ACBO_TEST_KILL_AFTER_CHECKPOINT") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def augment(batch: Batch, key) -> Batch:

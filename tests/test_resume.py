@@ -1,0 +1,36 @@
+"""A run killed mid-training resumes from its checkpoint and ends with the very same parameters."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+def _apply(root, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "apply", str(SPECS / "smoke.toml"), "--registry", str(root)],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
+    )
+
+
+def test_killed_training_resumes_bit_for_bit(smoke_registry, tmp_path):
+    root = tmp_path / "reg"
+    shutil.copytree(smoke_registry, root)
+    reference = next((root / "_stages" / "train").glob("*/model.eqx")).read_bytes()
+    for stage in ("train", "evaluate"):
+        shutil.rmtree(root / "_stages" / stage)
+
+    killed = _apply(root, {"ACBO_TEST_KILL_AFTER_CHECKPOINT": "20"})
+    assert killed.returncode == -9, killed.stderr  # SIGKILL mid-training, after step 20
+    partial = next((root / "_stages" / "train").glob("*.partial"))
+    assert [p.name for p in (partial / "checkpoints").iterdir()] == ["ckpt-000000020.eqx"]
+
+    resumed = _apply(root)
+    assert resumed.returncode == 0, resumed.stderr
+    final = next((root / "_stages" / "train").glob("*/model.eqx")).read_bytes()
+    assert final == reference
+    steps = [line for line in next((root / "_stages" / "train").glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert len(steps) == 4  # logged at 10, 20 (before the kill), 30, 40: no duplicates
