@@ -4,7 +4,8 @@
 
 Each dataset: one Erdos-Renyi DAG (1 edge per node on average) of d variables, fresh mechanism
 parameters, n = 1000 observational rows (GRN: 1000 cells). The NumPy reference does the same work
-one graph at a time, as AVICI's NumPy workers do. Compile time is reported apart.
+one graph at a time, as AVICI's NumPy workers do (GRN: plain Euler-Maruyama over all cells).
+Compile time is reported apart.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def np_grn(rng, d: int, t_end: float = 10.0, dt: float = 0.05) -> np.ndarray:
     return np.maximum(x, 0.0)
 
 
-REFERENCE = {"linear": np_linear, "rff": np_rff, "grn": np_grn}
+REFERENCE = {"linear": np_linear, "rff": np_rff, "grn": np_grn, "grn_path": np_grn}
 
 
 def rate_numpy(mech: str, d: int, seconds: float) -> float:
@@ -94,7 +95,7 @@ def rate_numpy(mech: str, d: int, seconds: float) -> float:
 def spec_for(mech: str, d: int):
     from engine.spec.scm import ScmSpec
 
-    mechanism = {"kind": mech}
+    mechanism = {"kind": "grn", "brownian": "path"} if mech == "grn_path" else {"kind": mech}
     return ScmSpec.model_validate({
         "graphs": {"kind": "erdos_renyi", "edges_per_node": 1.0}, "n_nodes": d,
         "mechanism": mechanism, "n_obs": N,
@@ -123,7 +124,8 @@ def rate_acbo(mech: str, d: int, seconds: float, graphs: int) -> tuple[float, fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", type=int, nargs="+", default=[10, 20, 50])
-    ap.add_argument("--mech", nargs="+", default=["linear", "rff", "grn"])
+    ap.add_argument("--mech", nargs="+", default=["linear", "rff", "grn", "grn_path"],
+                    help="grn: VirtualBrownianTree; grn_path: direct Brownian increments")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--graphs", type=int, default=0, help="graphs per call (0: by mechanism)")
     args = ap.parse_args()
@@ -135,7 +137,7 @@ def main() -> None:
     print("-" * len(head))
     for mech in args.mech:
         for d in args.d:
-            graphs = args.graphs or {"linear": 256, "rff": 64, "grn": 8}[mech]
+            graphs = args.graphs or {"linear": 256, "rff": 64, "grn": 8, "grn_path": 8}[mech]
             ours, comp = rate_acbo(mech, d, args.seconds, graphs)
             ref = rate_numpy(mech, d, args.seconds)
             print(f"{mech:8}{d:>4}{ours:>12.1f}{ref:>12.1f}{ours / ref:>8.1f}x{comp:>11.1f}",

@@ -26,7 +26,7 @@ app = typer.Typer(
     help="acbo: a declarative engine for amortized causal Bayesian optimization.",
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SpecArg = typer.Argument(..., help="Path to a spec file, e.g. specs/phase2a.toml.")
 SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=value (repeatable).")

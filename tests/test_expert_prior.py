@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from engine.expert.prior_dr import _ttest_rel_p, benjamini_yekutieli, doubly_robust_prior, frequency_prior
 from engine.expert.toy import LinearSCM, make_dataset
@@ -50,6 +51,7 @@ def test_frequency_prior_dedups_and_falls_back():
     np.testing.assert_allclose(np.exp(np.asarray(lp)), [0, 0, 0, 1 / 3, 1 / 3, 1 / 3, 0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_individual_selection_finds_parents_rejects_independent():
     # X0 -> X1 -> Y(3) <- X2, X0 -> X2 ; X4 independent of everything
     w = np.zeros((5, 5), np.float32)

@@ -22,7 +22,8 @@ class Demonstrations(eqx.Module):
 
     obs [G, n_obs, d]; rows_values, rows_mask [G, K, d]; rows_valid [G, K]; var_mask [G, d];
     target [G]; parents [G, d] (true parents of the target); graph_id [G] (index in the
-    simulated batch); demo_graph [N] (index into G); demo_k [N]; expert [N, d] (marginals).
+    simulated batch); demo_graph [N] (index into G); demo_k [N]; expert [N, d] (marginals);
+    adjacency [G, d, d] (the whole true graph, adjacency[i, j] = edge i -> j).
     """
 
     obs: Float[Array, "G n_obs d"]
@@ -36,6 +37,7 @@ class Demonstrations(eqx.Module):
     demo_graph: Int[Array, " N"]
     demo_k: Int[Array, " N"]
     expert: Float[Array, "N d"]
+    adjacency: Bool[Array, "G d d"]
 
     @property
     def n_demos(self) -> int:
@@ -50,11 +52,24 @@ class Demonstrations(eqx.Module):
 
     @classmethod
     def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "Demonstrations":
+        arrays = dict(arrays)
+        if "adjacency" not in arrays:  # stored before graphs were kept: only the target column
+            arrays["adjacency"] = _target_column(arrays["parents"], arrays["target"])
         return cls(**{f: jnp.asarray(arrays[f]) for f in cls.__dataclass_fields__})
 
 
+def _target_column(parents: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[G, d, d] adjacency holding only the known parents of each graph's target."""
+    parents = np.asarray(parents, bool)
+    g, d = parents.shape
+    adj = np.zeros((g, d, d), bool)
+    adj[np.arange(g), :, np.asarray(target)] = parents
+    return adj
+
+
 class Batch(eqx.Module):
-    """Model inputs and labels. x [B, n, d, 2] (value, intervention indicator)."""
+    """Model inputs and labels. x [B, n, d, 2] (value, intervention indicator);
+    adjacency [B, d, d] the true graph (labels of the graph head)."""
 
     x: Float[Array, "B n d 2"]
     row_mask: Bool[Array, "B n"]
@@ -62,6 +77,7 @@ class Batch(eqx.Module):
     target: Int[Array, " B"]
     parents: Bool[Array, "B d"]
     expert: Float[Array, "B d"]
+    adjacency: Bool[Array, "B d d"]
 
 
 def gather(demos: Demonstrations, index: Int[Array, " B"]) -> Batch:
@@ -88,6 +104,7 @@ def gather(demos: Demonstrations, index: Int[Array, " B"]) -> Batch:
         target=demos.target[g],
         parents=demos.parents[g],
         expert=demos.expert[index],
+        adjacency=demos.adjacency[g],
     )
 
 
@@ -119,7 +136,8 @@ def build_split(
 ) -> Demonstrations:
     """Demonstrations of the graphs `graphs`, from simulated `data` and expert `trajectory`.
 
-    data: obs [G, n_obs, d], var_mask [G, d], target [G], parents [G, d] (all graphs);
+    data: obs [G, n_obs, d], var_mask [G, d], target [G], parents [G, d] (all graphs),
+    adjacency [G, d, d] (when absent, only the target's column, from `parents`, is filled);
     trajectory: rows_values, rows_mask [G, K, d], rows_valid [G, K], marginals [G, K+1, d].
     """
     demo_graph, demo_k, expert = [], [], []
@@ -133,6 +151,9 @@ def build_split(
             demo_k.append(k)
             expert.append(trajectory["marginals"][g, k])
     pick = lambda a: np.asarray(a)[graphs]
+    adjacency = data.get("adjacency")
+    if adjacency is None:
+        adjacency = _target_column(data["parents"], data["target"])
     return Demonstrations(
         obs=jnp.asarray(pick(data["obs"])),
         rows_values=jnp.asarray(pick(trajectory["rows_values"])),
@@ -145,4 +166,5 @@ def build_split(
         demo_graph=jnp.asarray(np.array(demo_graph, dtype=np.int32)),
         demo_k=jnp.asarray(np.array(demo_k, dtype=np.int32)),
         expert=jnp.asarray(np.array(expert, dtype=np.float32).reshape(-1, data["obs"].shape[-1])),
+        adjacency=jnp.asarray(pick(adjacency).astype(bool)),
     )

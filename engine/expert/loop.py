@@ -53,7 +53,7 @@ def _update_row(spec, fmap, std: Standardizer, state, row, use):
     return update(state, fmap(x), y, use, config_of(spec))
 
 
-_fit_tables = jax.jit(fit_do_tables, static_argnums=3)
+_fit_tables = fit_do_tables
 _acquire = jax.jit(acquire, static_argnums=(10, 11, 12))
 
 

@@ -27,8 +27,10 @@ from engine.expert.gp import GPPosterior, expected_improvement, fit_hyper, fit_h
 class DoTables(eqx.Module):
     """Do-effect factors of B sets with k slots each, over n D_O rows.
 
-    Slot 0 of a set is its flat do-effect (variables outside the set); slot j + 1 belongs to
-    the set's j-th variable (padding slots repeat slot 0 and are never used).
+    Per set variable (slot), the quadratic form a^T Q a with Q = s2^2 (K^-1 o C) is stored as
+    its top-`rank` eigen-factors (Q is positive semi-definite, a Schur product), so the variance
+    is s2 minus a sum of squares: computing a^T Q a directly in float32 cancels catastrophically
+    when the GP's noise is small (K^-1 has huge entries of both signs).
     """
 
     s2: Float[Array, " B"]
@@ -37,7 +39,7 @@ class DoTables(eqx.Module):
     flat_mean: Float[Array, " B"]
     flat_var: Float[Array, " B"]
     wmean: Float[Array, "B k n"]  # s2 * cbar * alpha, per set variable
-    quad: Float[Array, "B k n n"]  # s2^2 * (K^-1 o C), per set variable
+    qfac: Float[Array, "B k r n"]  # Q = qfac^T qfac, per set variable
     ybar: Float[Array, ""]
 
 
@@ -47,37 +49,59 @@ def set_inputs(obs, sets):
     return jnp.transpose(ext[:, sets], (1, 0, 2))
 
 
-def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int) -> DoTables:
-    """Fit the set GPs on D_O (vmapped over sets) and tabulate their do-effect factors."""
-    n, d = obs.shape
+@jax.jit
+def _fit_set_hypers(obs, target, sets):
     y = obs[:, target]
-    ybar = jnp.mean(y)
-    ones = jnp.ones((n,), bool)
-    zeros = jnp.zeros((n,))
+    ones = jnp.ones((obs.shape[0],), bool)
+    return jax.vmap(lambda x: fit_hyper_grid(x, y - jnp.mean(y), ones))(set_inputs(obs, sets))
 
-    def per_set(x_s):
-        hyp = fit_hyper_grid(x_s, y - ybar, ones)
-        hyp = fit_hyper(x_s, y - ybar, ones, zeros, fit_steps, init=hyp)
-        post = GPPosterior.fit(hyp, x_s, y - ybar, ones, zeros)
-        kinv = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(n))
-        s2 = jnp.exp(hyp.log_var)
-        il2 = jnp.exp(-2 * hyp.log_len)
 
-        def tables(drop):  # drop: [k] one-hot column to remove from "the other inputs" (or zeros)
-            xo = jnp.where(drop[None, :], 0.0, x_s)
-            d2 = jnp.sum((xo[:, None, :] - xo[None, :, :]) ** 2, -1)  # [rows r, train j]
-            c = jnp.exp(-0.5 * d2 * il2)
-            return s2 * jnp.mean(c, 0) * post.alpha, s2**2 * kinv * (c.T @ c / n)
+def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, rank: int = 64) -> DoTables:
+    """Fit the set GPs on D_O (ML-II, vmapped over sets) and tabulate their do-effect factors.
 
-        k = x_s.shape[1]
-        drops = jnp.concatenate([jnp.zeros((1, k), bool), jnp.eye(k, dtype=bool)])
-        wmean, quad = jax.vmap(tables)(drops)  # [k+1, n], [k+1, n, n]
-        flat_mean = ybar + jnp.sum(wmean[0])
-        flat_var = s2 - jnp.sum(quad[0])
-        return s2, il2, flat_mean, flat_var, wmean[1:], quad[1:]
+    The tables are built once per episode in float64 (numpy): K^-1 and the eigen-factors.
+    """
+    import numpy as np
 
-    s2, il2, fm, fv, wmean, quad = jax.vmap(per_set)(set_inputs(obs, sets))
-    return DoTables(s2, il2, obs, fm, jnp.maximum(fv, 1e-10), wmean, quad, ybar)
+    n, d = obs.shape
+    hyps = _fit_set_hypers(obs, target, sets)
+    if fit_steps:
+        y = obs[:, target]
+        xs = set_inputs(obs, sets)
+        hyps = jax.jit(jax.vmap(lambda x, h: fit_hyper(x, y - jnp.mean(y), jnp.ones(n, bool), jnp.zeros(n), fit_steps, init=h)))(xs, hyps)
+    obs64 = np.asarray(obs, np.float64)
+    y = obs64[:, int(target)]
+    ybar = y.mean()
+    ext = np.concatenate([obs64, np.zeros((n, 1))], 1)
+    sets_np = np.asarray(sets)
+    B, k = sets_np.shape
+    r = min(rank, n)
+    s2s, il2s = np.exp(np.asarray(hyps.log_var, np.float64)), np.exp(-2 * np.asarray(hyps.log_len, np.float64))
+    noises = 1e-4 + np.exp(np.asarray(hyps.log_noise, np.float64))
+    fm, fv = np.zeros(B), np.zeros(B)
+    wm, qf = np.zeros((B, k, n)), np.zeros((B, k, r, n))
+    for b in range(B):
+        x_s = ext[:, sets_np[b]]
+        s2, il2 = s2s[b], il2s[b]
+        kern = s2 * np.exp(-0.5 * il2 * ((x_s[:, None] - x_s[None]) ** 2).sum(-1))
+        kinv = np.linalg.inv(kern + noises[b] * np.eye(n))
+        alpha = kinv @ (y - ybar)
+        for slot in range(k + 1):
+            xo = x_s.copy()
+            if slot:
+                xo[:, slot - 1] = 0.0
+            c = np.exp(-0.5 * il2 * ((xo[:, None] - xo[None]) ** 2).sum(-1))
+            q = s2**2 * kinv * (c.T @ c / n)
+            wmean = s2 * c.mean(0) * alpha
+            if slot == 0:
+                fm[b], fv[b] = ybar + wmean.sum(), s2 - q.sum()
+                continue
+            mu, u = np.linalg.eigh(0.5 * (q + q.T))
+            top = np.argsort(mu)[::-1][:r]
+            wm[b, slot - 1] = wmean
+            qf[b, slot - 1] = np.sqrt(np.maximum(mu[top], 0.0))[:, None] * u[:, top].T
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    return DoTables(f32(s2s), f32(il2s), f32(obs64), f32(fm), f32(np.maximum(fv, 1e-10)), f32(wm), f32(qf), f32(ybar))
 
 
 def set_slots(sets, d: int, m: int):
@@ -106,7 +130,7 @@ def do_effects(t: DoTables, slots, v: Int[Array, ""], x: Float[Array, ""]):
     bs = jnp.where(ok, b, 0)
     a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[bs][:, None])  # [m, n]
     mean_v = t.ybar + jnp.sum(a * t.wmean[bs, sl], -1)
-    var_v = t.s2[bs] - jnp.einsum("mi,mij,mj->m", a, t.quad[bs, sl], a)
+    var_v = t.s2[bs] - jnp.sum(jnp.einsum("mrn,mn->mr", t.qfac[bs, sl], a) ** 2, -1)
     mean = t.flat_mean.at[b].set(mean_v, mode="drop")
     var = t.flat_var.at[b].set(var_v, mode="drop")
     return mean, jnp.maximum(var, 1e-10)

@@ -94,3 +94,25 @@ def pair_features(
     )
     valid = (vm[:, None] * vm[None, :])[..., None]
     return pair * valid
+
+
+N_CELL_FEATURES = 4
+
+
+def cell_features(
+    value: Float[Array, "n d"], row_mask: Bool[Array, " n"], var_mask: Bool[Array, " d"]
+) -> Float[Array, "n d 4"]:
+    """Per-cell evidence of an intervention that needs no indicator: the value's z-score over
+    all valid rows and its residual from the regression on every other variable (an intervened
+    cell breaks its mechanism, so the residual is off), each with its square."""
+    vm = var_mask.astype(value.dtype)
+    rows = row_mask.astype(value.dtype)
+    n = jnp.maximum(rows.sum(), 1.0)
+    mean = (rows[:, None] * value).sum(0) / n
+    std = jnp.sqrt((rows[:, None] * (value - mean) ** 2).sum(0) / n) + _EPS
+    z = jnp.where(row_mask[:, None] & var_mask[None, :], (value - mean) / std, 0.0)
+    d = z.shape[1]
+    corr = z.T @ z / n + jnp.diag(1.0 - vm) + 1e-2 * jnp.eye(d)
+    prec = jnp.linalg.inv(corr)
+    resid = (z @ prec) / jnp.clip(jnp.diag(prec), _EPS)[None, :] * jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
+    return jnp.stack([z, z**2, _squash(resid), _squash(resid**2)], axis=-1)

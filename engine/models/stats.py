@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from engine.models.features import N_PAIR_FEATURES, pair_features
+from engine.models.features import N_CELL_FEATURES, N_PAIR_FEATURES, cell_features, pair_features
 
 _NEG = -1e9
 
@@ -66,33 +66,28 @@ class StatsPredictor(eqx.Module):
     (t, j); `layers` relational-attention blocks let variables compare notes (a variable that
     is correlated with the target only through another one); a linear head gives one logit per
     variable. The head's bias starts at -2 because parents are rare: the model has to learn to
-    raise specific ones rather than the reverse.
+    raise specific ones rather than the reverse. The graph head runs this once per target over
+    shared pair features; `intervened` is a small per-cell head on value statistics.
     """
 
     embed: eqx.nn.MLP
     blocks: tuple[Block, ...]
     norm: eqx.nn.LayerNorm
     head: eqx.nn.Linear
+    cell_head: eqx.nn.MLP
 
     def __init__(self, spec, key: PRNGKeyArray):
-        keys = jax.random.split(key, spec.layers + 2)
+        keys = jax.random.split(key, spec.layers + 3)
         self.embed = eqx.nn.MLP(
             2 * N_PAIR_FEATURES + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0]
         )
-        self.blocks = tuple(Block(spec.dim, spec.heads, k) for k in keys[1:-1])
+        self.blocks = tuple(Block(spec.dim, spec.heads, k) for k in keys[1:-2])
         self.norm = eqx.nn.LayerNorm(spec.dim)
-        head = eqx.nn.Linear(spec.dim, 1, key=keys[-1])
+        head = eqx.nn.Linear(spec.dim, 1, key=keys[-2])
         self.head = eqx.tree_at(lambda l: l.bias, head, jnp.full((1,), -2.0))
+        self.cell_head = eqx.nn.MLP(N_CELL_FEATURES, 1, 32, 1, activation=jax.nn.gelu, key=keys[-1])
 
-    def __call__(
-        self,
-        x: Float[Array, "n d 2"],
-        row_mask: Bool[Array, " n"],
-        var_mask: Bool[Array, " d"],
-        target: Int[Array, ""],
-    ) -> Float[Array, " d"]:
-        """Parent logits [d]; the target and padded variables get a large negative logit."""
-        pairs = pair_features(x, row_mask, var_mask)
+    def _parents(self, pairs, var_mask, target):
         d = pairs.shape[0]
         is_target = (jnp.arange(d) == target).astype(pairs.dtype)
         tokens = jnp.concatenate([pairs[:, target], pairs[target, :], is_target[:, None]], -1)
@@ -102,3 +97,41 @@ class StatsPredictor(eqx.Module):
         logits = jax.vmap(self.head)(jax.vmap(self.norm)(h))[:, 0]
         candidate = var_mask & (jnp.arange(d) != target)
         return jnp.where(candidate, logits, _NEG)
+
+    def __call__(
+        self,
+        x: Float[Array, "n d 2"],
+        row_mask: Bool[Array, " n"],
+        var_mask: Bool[Array, " d"],
+        target: Int[Array, ""],
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, " d"]:
+        """Parent logits [d]; the target and padded variables get a large negative logit."""
+        return self._parents(pair_features(x, row_mask, var_mask), var_mask, target)
+
+    def graph(
+        self,
+        x: Float[Array, "n d 2"],
+        row_mask: Bool[Array, " n"],
+        var_mask: Bool[Array, " d"],
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "d d"]:
+        """Edge logits [i, j] of i -> j: column j is the parent head with target j."""
+        pairs = pair_features(x, row_mask, var_mask)
+        d = pairs.shape[0]
+        cols = jax.vmap(lambda t: self._parents(pairs, var_mask, t))(jnp.arange(d))  # [t, i]
+        return cols.T
+
+    def intervened(
+        self,
+        x: Float[Array, "n d 2"],
+        row_mask: Bool[Array, " n"],
+        var_mask: Bool[Array, " d"],
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "n d"]:
+        """Logit that cell (row, variable) was intervened on, from the values alone."""
+        cells = cell_features(x[..., 0], row_mask, var_mask)
+        return jax.vmap(jax.vmap(self.cell_head))(cells)[..., 0]

@@ -37,6 +37,7 @@ class GrnDynamics(eqx.Module):
     start: Float[Array, " d"]  # mean-field steady state: every cell's initial state
     t_end: float = eqx.field(static=True)
     dt: float = eqx.field(static=True)
+    brownian: str = eqx.field(static=True, default="virtual_tree")
 
     def production(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
         xn = jnp.power(jnp.maximum(x, 0.0)[:, None], self.hill)  # [i, j]
@@ -57,7 +58,8 @@ def build_grn(spec, key, G: Float[Array, "d d"], order, var_mask: Bool[Array, " 
     noise = jnp.where(var_mask, draw(spec.noise, ks[4], (d,)), 0.0)
     start = jnp.where(var_mask, (basal + 0.5 * jnp.abs(k).sum(0)) / decay, 0.0)
     half = jnp.broadcast_to(jnp.maximum(start, 1e-6)[:, None], (d, d))
-    return GrnDynamics(k, hill, half, basal, decay, noise, start, spec.t_end, spec.dt)
+    return GrnDynamics(k, hill, half, basal, decay, noise, start, spec.t_end, spec.dt,
+                       spec.brownian)
 
 
 def _cell(grn: GrnDynamics, key, clamp: Bool[Array, " d"], value: Float[Array, " d"],
@@ -75,7 +77,10 @@ def _cell(grn: GrnDynamics, key, clamp: Bool[Array, " d"], value: Float[Array, "
         return lx.DiagonalLinearOperator(jnp.where(free, g, 0.0))
 
     d = value.shape[0]
-    bm = diffrax.VirtualBrownianTree(0.0, grn.t_end, tol=grn.dt / 4, shape=(d,), key=key)
+    if grn.brownian == "virtual_tree":
+        bm = diffrax.VirtualBrownianTree(0.0, grn.t_end, tol=grn.dt / 2, shape=(d,), key=key)
+    else:  # exact for this fixed-step solve: each step draws its own increment from the key
+        bm = diffrax.UnsafeBrownianPath(shape=(d,), key=key)
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, bm))
     y0 = jnp.where(clamp, value, grn.start)
     y0 = jnp.where(frozen, 0.0, y0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -16,7 +16,8 @@ class StatsModel(Section):
     relative to the target (observational correlation and partial correlation, the target's
     response to interventions on each variable, ...), embeds them, and mixes variables with
     `layers` blocks of self-attention over the variable axis. Equivariant over variables and
-    independent of their number, so a model trained on 3-8 nodes runs on 20.
+    independent of their number, so a model trained on 3-8 nodes runs on 20. The graph head
+    runs the parent head once per target (shared statistics).
     """
 
     kind: Literal["stats"]
@@ -30,26 +31,80 @@ class StatsModel(Section):
         return StatsPredictor(self, key)
 
 
-ModelSpec = Annotated[Union[StatsModel], Field(discriminator="kind")]
+class AviciModel(Section):
+    """AVICI (Lorch et al. 2022): a transformer over the raw [n, d, 2] data tensor.
+
+    Linear embedding to `dim`, `layers` pre-LayerNorm residual blocks alternating self-attention
+    over variables and over samples (`heads` x `key_size`, feed-forward `ff_factor` x `dim`),
+    max-pool over rows, cosine edge head with learned temperature and bias. `row_chunk` = N
+    attends over samples within chunks of N rows (approximate, memory O(n N) instead of O(n^2))
+    and processes rows chunk by chunk, for datasets of 10,000s of rows. `dropout` needs a key.
+    """
+
+    kind: Literal["avici"]
+    dim: int = Field(default=64, gt=0)
+    layers: int = Field(default=4, ge=0)
+    heads: int = Field(default=4, gt=0)
+    key_size: int = Field(default=16, gt=0)
+    ff_factor: int = Field(default=4, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    row_chunk: Optional[int] = Field(default=None, gt=0)
+
+    def build(self, key):
+        from engine.models.avici import AviciPredictor
+
+        return AviciPredictor(self, key)
 
 
-class BceLoss(Section):
+ModelSpec = Annotated[Union[StatsModel, AviciModel], Field(discriminator="kind")]
+
+
+class _LossTerms(Section):
+    """Optional weighted terms shared by every loss kind (0 switches a term off)."""
+
+    calibration_weight: float = Field(default=0.0, ge=0)
+    graph_weight: float = Field(default=0.0, ge=0)
+    acyclicity_weight: float = Field(default=0.0, ge=0)
+    intervention_weight: float = Field(default=0.0, ge=0)
+    power_iterations: int = Field(default=10, gt=0)
+    calibration_bins: int = Field(default=10, gt=1)
+
+
+class BceLoss(_LossTerms):
     """Binary cross-entropy of the parent logits against the true parents of the target.
 
     `pos_weight` > 1 up-weights the rare positive entries (parents are sparse).
+    Extra terms: `calibration_weight` (soft-binned ECE of the parent probabilities),
+    `graph_weight` (BCE of the full-graph head against the adjacency), `acyclicity_weight`
+    (spectral radius of the edge-probability matrix times the trainer's dual variable),
+    `intervention_weight` (BCE of a head guessing intervened cells from values alone).
     """
 
     kind: Literal["bce"]
     pos_weight: float = Field(default=1.0, gt=0)
 
 
-class KlExpertLoss(Section):
+class FocalLoss(_LossTerms):
+    """Focal loss (Lin et al. 2017): BCE with each entry scaled by (1 - p_true)^gamma.
+
+    Down-weights entries the model already gets right, so rare parents are not drowned by easy
+    non-parents. `alpha` weights positives by alpha and negatives by 1 - alpha (unset: 1 and 1,
+    so gamma = 0 is plain BCE). Extra terms as for `bce`.
+    """
+
+    kind: Literal["focal"]
+    gamma: float = Field(default=2.0, ge=0)
+    alpha: Optional[float] = Field(default=None, gt=0, lt=1)
+
+
+class KlExpertLoss(_LossTerms):
     """KL divergence from the expert's parent marginals to the model's (per-variable Bernoulli).
 
     The model then imitates PARENT_SCALE's posterior, including its uncertainty.
+    Extra terms as for `bce`.
     """
 
     kind: Literal["kl_expert"]
 
 
-LossSpec = Annotated[Union[BceLoss, KlExpertLoss], Field(discriminator="kind")]
+LossSpec = Annotated[Union[BceLoss, FocalLoss, KlExpertLoss], Field(discriminator="kind")]

@@ -293,8 +293,11 @@ class Grn(Section):
     genes, the sum over parents i of |k_ij| * Hill(x_i), an activating Hill function
     x^n / (h^n + x^n) where k_ij > 0 and a repressing one h^n / (h^n + x^n) where k_ij < 0
     (`hill` = n; h = the parent's mean-field steady-state expression). Each cell is one path
-    started at the mean-field steady state and read at `t_end` (Euler-Maruyama, step `dt`,
-    VirtualBrownianTree so a seed reproduces the cells). Interventions clamp genes (knockout = 0).
+    started at the mean-field steady state and read at `t_end` (Euler-Maruyama, step `dt`).
+    `brownian = "virtual_tree"` samples the Brownian motion with diffrax's VirtualBrownianTree (a
+    seed reproduces the same path at any resolution); `"path"` draws each step's increment
+    directly (UnsafeBrownianPath: exact for this fixed-step solve, same seed same cells, and
+    several times faster). Interventions clamp genes (knockout = 0).
     """
 
     kind: Literal["grn"]
@@ -306,6 +309,7 @@ class Grn(Section):
     noise: Param = 1.0
     t_end: float = Field(default=10.0, gt=0)
     dt: float = Field(default=0.05, gt=0)
+    brownian: Literal["virtual_tree", "path"] = "virtual_tree"
 
     @field_validator("hill", "basal", "decay")
     @classmethod

@@ -2,40 +2,143 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from engine.spec.base import Section
 
 
+# --------------------------------------------------------------------------- schedules
+class Constant(Section):
+    """A constant learning rate `value`."""
+
+    kind: Literal["constant"]
+    value: float = Field(gt=0)
+
+    def build(self, total_steps: int):
+        from engine.train.schedules import constant
+
+        return constant(self.value)
+
+
+class WarmupCosine(Section):
+    """Linear warm-up from 0 to `peak` over `warmup` steps, then a cosine decay to `end` at
+    `decay_steps` (default: the run's `train.steps`), constant after."""
+
+    kind: Literal["warmup_cosine"]
+    peak: float = Field(gt=0)
+    warmup: int = Field(default=0, ge=0)
+    decay_steps: int | None = Field(default=None, gt=0)
+    end: float = Field(default=0.0, ge=0)
+
+    def build(self, total_steps: int):
+        from engine.train.schedules import warmup_cosine
+
+        return warmup_cosine(self.peak, self.warmup, self.decay_steps or total_steps, self.end)
+
+
+class Piecewise(Section):
+    """Piecewise constant: `values[0]` until step `boundaries[0]`, then `values[1]`, ...
+    (`values` has one more entry than `boundaries`, which increase)."""
+
+    kind: Literal["piecewise"]
+    values: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    boundaries: list[Annotated[int, Field(gt=0)]] = []
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "Piecewise":
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(
+                f"values needs one more entry than boundaries (got {len(self.values)} values, "
+                f"{len(self.boundaries)} boundaries)"
+            )
+        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"boundaries must increase (got {self.boundaries})")
+        return self
+
+    def build(self, total_steps: int):
+        from engine.train.schedules import piecewise
+
+        return piecewise(self.values, self.boundaries)
+
+
+def _lr_tag(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "fixed"
+    if isinstance(value, dict):
+        return value.get("kind")
+    return getattr(value, "kind", None)
+
+
+LearningRate = Annotated[
+    Union[
+        Annotated[float, Tag("fixed"), Field(gt=0)],
+        Annotated[Constant, Tag("constant")],
+        Annotated[WarmupCosine, Tag("warmup_cosine")],
+        Annotated[Piecewise, Tag("piecewise")],
+    ],
+    Discriminator(_lr_tag),
+]
+"""A learning rate: a number, or a schedule table `{ kind = "warmup_cosine", peak = 1e-3, ... }`."""
+
+
+def _schedule(lr, total_steps: int):
+    return lr if isinstance(lr, float) else lr.build(total_steps)
+
+
+# --------------------------------------------------------------------------- optimizers
 class Adam(Section):
-    """Adam with a constant learning rate `lr`."""
+    """Adam; `lr` is a number or a schedule (constant, warmup_cosine, piecewise)."""
 
     kind: Literal["adam"]
-    lr: float = Field(default=1e-3, gt=0)
+    lr: LearningRate = 1e-3
     b1: float = Field(default=0.9, ge=0, lt=1)
     b2: float = Field(default=0.999, ge=0, lt=1)
 
-    def build(self):
+    def build(self, total_steps: int = 1):
         import optax
 
-        return optax.adam(self.lr, b1=self.b1, b2=self.b2)
+        return optax.adam(_schedule(self.lr, total_steps), b1=self.b1, b2=self.b2)
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay."""
+    """Adam with decoupled weight decay `weight_decay`."""
 
     kind: Literal["adamw"]  # type: ignore[assignment]
     weight_decay: float = Field(default=1e-4, ge=0)
 
-    def build(self):
+    def build(self, total_steps: int = 1):
         import optax
 
-        return optax.adamw(self.lr, b1=self.b1, b2=self.b2, weight_decay=self.weight_decay)
+        return optax.adamw(
+            _schedule(self.lr, total_steps), b1=self.b1, b2=self.b2, weight_decay=self.weight_decay
+        )
 
 
-OptimizerSpec = Annotated[Union[Adam, AdamW], Field(discriminator="kind")]
+class Lamb(Adam):
+    """LAMB: Adam with a per-layer trust ratio (large batches), decoupled `weight_decay`."""
+
+    kind: Literal["lamb"]  # type: ignore[assignment]
+    weight_decay: float = Field(default=0.0, ge=0)
+
+    def build(self, total_steps: int = 1):
+        import optax
+
+        return optax.lamb(
+            _schedule(self.lr, total_steps), b1=self.b1, b2=self.b2, weight_decay=self.weight_decay
+        )
+
+
+OptimizerSpec = Annotated[Union[Adam, AdamW, Lamb], Field(discriminator="kind")]
+
+
+class EarlyStopping(Section):
+    """Stop when the validation loss (measured at each log point) has not improved by more than
+    `min_delta` for `patience` log points in a row; the best model is kept."""
+
+    patience: int = Field(gt=0)
+    min_delta: float = Field(default=0.0, ge=0)
 
 
 class TrainSpec(Section):
@@ -43,6 +146,14 @@ class TrainSpec(Section):
 
     `augment` flips variable signs and drops a fifth of the observational rows per example
     (label-preserving; it keeps a model from memorising a small set of training graphs).
+    `accumulate = k` splits each batch of `batch_size` into k micro-batches whose gradients are
+    averaged before one update (same update, 1/k of the activation memory).
+    `precision = "bf16"` runs the forward pass in bfloat16 (parameters, optimizer state and the
+    loss reduction stay float32). `ema` keeps Polyak/EMA parameters, used for validation and as
+    the trained model. `on_nonfinite`: "stop" at a NaN/Inf loss, or "skip" that step's update.
+    `keep` newest checkpoints are kept (plus the best, with early stopping).
+    The acyclicity penalty's dual variable rises by `dual_rate * acyclicity` every `dual_every`
+    steps (AVICI: 500 and 1e-4); it only matters with a loss whose acyclicity weight is > 0.
     """
 
     steps: int = Field(gt=0)
@@ -52,11 +163,28 @@ class TrainSpec(Section):
     checkpoint_every: int = Field(default=200, gt=0)
     log_every: int = Field(default=50, gt=0)
     augment: bool = True
+    accumulate: int = Field(default=1, gt=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    ema: float | None = Field(default=None, gt=0, lt=1)
+    early_stopping: EarlyStopping | None = None
+    keep: int = Field(default=2, gt=0)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    tensorboard: bool = True
+    dual_every: int = Field(default=500, gt=0)
+    dual_rate: float = Field(default=1e-4, ge=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "TrainSpec":
+        if self.batch_size % self.accumulate:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of accumulate ({self.accumulate})"
+            )
+        return self
 
     def build_optimizer(self):
         import optax
 
-        opt = self.optimizer.build()
+        opt = self.optimizer.build(self.steps)
         if self.clip_norm is not None:
             opt = optax.chain(optax.clip_by_global_norm(self.clip_norm), opt)
         return opt

@@ -28,12 +28,14 @@ def run(ctx: StageContext) -> dict:
         on_chunk=lambda step, loss: ctx.progress.advance(step, f"loss {loss:.4f}"),
         warn=ctx.progress.log,
     )
-    save_model(work / "model.eqx", state.model)
+    # The shipped model: the best one under early stopping, else the EMA or final parameters.
+    save_model(work / "model.eqx", trainer.final_model(state, work))
     meta = {
-        "steps": int(state.step),
+        **trainer.summary,
         "seconds": time.perf_counter() - started,
         "devices": len(trainer.devices),
         "train_demos": train.n_demos,
+        "model": "best" if spec.train.early_stopping else ("ema" if spec.train.ema else "final"),
     }
     out.commit(["model.eqx", "metrics.jsonl"], meta)
     return meta

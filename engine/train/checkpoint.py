@@ -1,6 +1,9 @@
 """Checkpoints: a JSON header line, then Equinox-serialised leaves; checksummed, atomic, pruned.
 
     {"format": "acbo-checkpoint/1", "step": 400, "sha256": "...", ...}\\n<eqx leaves>
+
+`ckpt-<step>.eqx` hold the whole train state (the newest `keep` are kept); `best.eqx` holds the
+model with the best validation loss so far (early stopping), never pruned.
 """
 
 from __future__ import annotations
@@ -18,17 +21,29 @@ FORMAT = "acbo-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{9})\.eqx$")
 
 
-def save(directory: Path, step: int, tree, meta: dict | None = None, keep: int = 2) -> Path:
-    """Write checkpoint `step` of `tree` and drop all but the newest `keep`."""
+BEST = "best.eqx"
+
+
+def _write(path: Path, step: int, tree, meta: dict | None) -> Path:
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, tree)
     payload = buf.getvalue()
     header = {"format": FORMAT, "step": step, "sha256": sha256_bytes(payload), **(meta or {})}
-    path = Path(directory) / f"ckpt-{step:09d}.eqx"
     write_atomic(path, json.dumps(header).encode() + b"\n" + payload)
+    return path
+
+
+def save(directory: Path, step: int, tree, meta: dict | None = None, keep: int = 2) -> Path:
+    """Write checkpoint `step` of `tree` and drop all but the newest `keep`."""
+    path = _write(Path(directory) / f"ckpt-{step:09d}.eqx", step, tree, meta)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def save_best(directory: Path, step: int, tree, meta: dict | None = None) -> Path:
+    """Write `tree` (the best model so far, from step `step`) as `best.eqx`."""
+    return _write(Path(directory) / BEST, step, tree, meta)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

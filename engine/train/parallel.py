@@ -13,17 +13,32 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def init_distributed() -> None:
-    """Join a multi-host run when the environment describes one (no-op otherwise)."""
+_initialized = False
+
+
+def init_distributed() -> bool:
+    """Join a multi-host run when the environment describes one; True if it did.
+
+    Reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. Idempotent, and called
+    by `select_devices`, which `plan` and `apply` reach before any JAX computation (initialize
+    must precede the first one).
+    """
+    global _initialized
+    if _initialized:
+        return True
     if os.environ.get("JAX_COORDINATOR_ADDRESS") and os.environ.get("JAX_NUM_PROCESSES"):
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ.get("JAX_PROCESS_ID", "0")),
         )
+        _initialized = True
+    return _initialized
 
 
 def select_devices(devices: str | int) -> list:
+    """The devices [hardware] asks for: "all" (over every host in a multi-host run) or the first n."""
+    init_distributed()
     available = jax.devices()
     if devices == "all":
         return available

@@ -3,16 +3,22 @@
 Batch t is drawn from `fold_in(data_key, t)`, so the data of a step depends only on the seed and
 the step: a run resumed from a checkpoint replays exactly the steps an uninterrupted run takes
 (chunks start at multiples of gcd(log_every, checkpoint_every) in both), bit for bit on CPU.
+Everything a step changes (parameters, optimizer state, EMA parameters, the acyclicity dual, the
+count of skipped updates) lives in `TrainState`; the early-stopping record (host-side, changed
+only at log points) travels in the checkpoint header.
+
+Gradient accumulation is a `lax.scan` over micro-batches inside the step rather than
+`optax.MultiSteps`: the step counter, the schedule, EMA, dual ascent and the non-finite check
+then all count real updates, and no checkpoint can fall in the middle of an accumulation.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.data.demos import Batch, Demonstrations, gather
-from engine.registry import append_jsonl, read_jsonl, write_atomic
+from engine.registry import write_atomic
 from engine.train import checkpoint
+from engine.train.logging import MetricsLog, device_memory
 from engine.train.losses import build_loss
 from engine.train.parallel import batch_sharding, make_mesh, replicated, select_devices
 
@@ -33,9 +40,30 @@ class TrainingStopped(Exception):
 
 
 class TrainState(eqx.Module):
+    """model; opt_state; step []; ema (model-shaped, or None without `train.ema`); dual [] (the
+    acyclicity multiplier); skipped [] (updates discarded as non-finite)."""
+
     model: eqx.Module
     opt_state: tuple
     step: jax.Array
+    ema: eqx.Module | None
+    dual: jax.Array
+    skipped: jax.Array
+
+    @property
+    def eval_model(self):
+        """The parameters to validate and ship: the EMA ones when kept."""
+        return self.model if self.ema is None else self.ema
+
+
+@dataclass
+class EarlyStop:
+    """Host-side early-stopping record, saved in every checkpoint header."""
+
+    best: float = math.inf
+    best_step: int = -1
+    since: int = 0
+    stopped: bool = False
 
 
 @dataclass
@@ -44,57 +72,121 @@ class Trainer:
 
     spec: object  # engine.spec.root.Spec
     devices: list
+    summary: dict = field(default_factory=dict)
 
     def __post_init__(self):
         train = self.spec.train
         n_dev = len(self.devices)
-        if train.batch_size % n_dev:
-            raise ValueError(f"train.batch_size {train.batch_size} does not divide over {n_dev} devices")
+        micro = train.batch_size // train.accumulate
+        if micro % n_dev:
+            raise ValueError(
+                f"train.batch_size / train.accumulate = {micro} examples per micro-batch do not "
+                f"divide over {n_dev} devices"
+            )
         self.mesh = make_mesh(self.devices)
         self.optimizer = train.build_optimizer()
         self.loss_fn = build_loss(self.spec.loss)
         self.chunk = math.gcd(train.log_every, train.checkpoint_every)
+        self.bf16 = train.precision == "bf16"
+        self.cast_inputs = self.bf16 and _bf16_inputs_supported(self.spec.model)
         self._chunk_fn = eqx.filter_jit(self._chunk)
         self._eval_fn = eqx.filter_jit(self._eval_loss)
+        self.sample_batch = eqx.filter_jit(self._sample)
 
     def init(self, key) -> TrainState:
         model = self.spec.model.build(key)
         opt_state = self.optimizer.init(eqx.filter(model, eqx.is_array))
-        state = TrainState(model, opt_state, jnp.zeros((), jnp.int32))
+        ema = model if self.spec.train.ema is not None else None
+        zero = jnp.zeros((), jnp.float32)
+        state = TrainState(model, opt_state, jnp.zeros((), jnp.int32), ema, zero, jnp.zeros((), jnp.int32))
         return _put(state, replicated(self.mesh))
 
-    def _loss(self, model, batch):
-        logits = jax.vmap(model)(batch.x, batch.row_mask, batch.var_mask, batch.target)
-        return self.loss_fn(logits, batch)
+    # ------------------------------------------------------------------ the jitted step
+    def _loss(self, model, batch: Batch, dual):
+        """(total, aux) in float32; with bf16 the forward pass runs on bfloat16 copies."""
+        if self.bf16:
+            model = _cast_floats(model, jnp.bfloat16)
+            if self.cast_inputs:
+                batch = eqx.tree_at(lambda b: b.x, batch, batch.x.astype(jnp.bfloat16))
+        total, aux = self.loss_fn(model, batch, dual)
+        return total.astype(jnp.float32), aux
+
+    def _sample(self, demos: Demonstrations, key, step) -> Batch:
+        """Batch `step`: a pure function of (key, step), sharded over the mesh's data axis."""
+        idx = jax.random.randint(
+            jax.random.fold_in(key, step), (self.spec.train.batch_size,), 0, demos.demo_graph.shape[0]
+        )
+        batch = gather(demos, idx)
+        if self.spec.train.augment:
+            batch = augment(batch, jax.random.fold_in(jax.random.fold_in(key, step), 1))
+        return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh))
+
+    def _grads(self, model, batch: Batch, dual):
+        """Mean loss, aux and gradient over the batch, in `accumulate` micro-batches."""
+        k = self.spec.train.accumulate
+        value_and_grad = eqx.filter_value_and_grad(self._loss, has_aux=True)
+        if k == 1:
+            return value_and_grad(model, batch, dual)
+        sharding = batch_sharding(self.mesh)
+        # Strided split (micro j = rows j, j+k, ...): each device's contiguous block holds an
+        # equal share of every micro-batch, so no data moves between devices.
+        micro = jax.tree.map(lambda a: jnp.swapaxes(a.reshape(-1, k, *a.shape[1:]), 0, 1), batch)
+
+        def body(acc, mb):
+            mb = jax.lax.with_sharding_constraint(mb, sharding)
+            (loss, aux), grads = value_and_grad(model, mb, dual)
+            return jax.tree.map(jnp.add, acc, ((loss, aux), grads)), None
+
+        (loss, aux), grads = value_and_grad(model, jax.tree.map(lambda a: a[0], micro), dual)
+        rest = jax.tree.map(lambda a: a[1:], micro)
+        total, _ = jax.lax.scan(body, ((loss, aux), grads), rest)
+        return jax.tree.map(lambda a: a / k, total)
+
+    def _update(self, state: TrainState, batch: Batch) -> tuple[TrainState, jax.Array, jax.Array]:
+        tspec = self.spec.train
+        (loss, aux), grads = self._grads(state.model, batch, state.dual)
+        params = eqx.filter(state.model, eqx.is_array)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, params)
+        model = eqx.apply_updates(state.model, updates)
+        step = state.step + 1
+        ema = state.ema
+        if ema is not None:
+            # Warmed-up decay (as TF's ExponentialMovingAverage): early EMA is not stuck at init.
+            decay = jnp.minimum(tspec.ema, (1.0 + step) / (10.0 + step))
+            ema = jax.tree.map(
+                lambda e, p: decay * e + (1 - decay) * p,
+                eqx.filter(ema, eqx.is_inexact_array),
+                eqx.filter(model, eqx.is_inexact_array),
+            )
+            ema = eqx.combine(ema, state.ema)
+        acyc = aux.get("acyclicity", jnp.zeros(())).astype(jnp.float32)
+        dual = jnp.where(step % tspec.dual_every == 0, state.dual + tspec.dual_rate * acyc, state.dual)
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        new = TrainState(model, opt_state, step, ema, dual, state.skipped)
+        if tspec.on_nonfinite == "skip":
+            # Discard the whole update (parameters, moments, EMA, dual) but advance the step.
+            old = eqx.filter(state, eqx.is_array)
+            kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), eqx.filter(new, eqx.is_array), old)
+            new = eqx.combine(kept, new)
+            new = eqx.tree_at(lambda s: (s.step, s.skipped), new, (step, state.skipped + (~finite).astype(jnp.int32)))
+        return new, loss, finite
 
     def _chunk(self, state: TrainState, demos: Demonstrations, key, n: int):
         arrays, static = eqx.partition(state, eqx.is_array)
-        sharding = batch_sharding(self.mesh)
-        batch_size = self.spec.train.batch_size
 
         def one_step(arrays, _):
             state = eqx.combine(arrays, static)
-            idx = jax.random.randint(
-                jax.random.fold_in(key, state.step), (batch_size,), 0, demos.demo_graph.shape[0]
-            )
-            batch = gather(demos, idx)
-            if self.spec.train.augment:
-                batch = augment(batch, jax.random.fold_in(jax.random.fold_in(key, state.step), 1))
-            batch = jax.lax.with_sharding_constraint(batch, sharding)
-            loss, grads = eqx.filter_value_and_grad(self._loss)(state.model, batch)
-            updates, opt_state = self.optimizer.update(
-                grads, state.opt_state, eqx.filter(state.model, eqx.is_array)
-            )
-            model = eqx.apply_updates(state.model, updates)
-            new = TrainState(model, opt_state, state.step + 1)
-            return eqx.filter(new, eqx.is_array), loss
+            new, loss, finite = self._update(state, self._sample(demos, key, state.step))
+            return eqx.filter(new, eqx.is_array), (loss, finite)
 
-        arrays, losses = jax.lax.scan(one_step, arrays, None, length=n)
-        return eqx.combine(arrays, static), losses
+        arrays, (losses, finite) = jax.lax.scan(one_step, arrays, None, length=n)
+        return eqx.combine(arrays, static), losses, finite
 
-    def _eval_loss(self, model, demos: Demonstrations):
-        return self._loss(model, gather(demos, jnp.arange(demos.demo_graph.shape[0])))
+    def _eval_loss(self, model, demos: Demonstrations, dual):
+        batch = gather(demos, jnp.arange(demos.demo_graph.shape[0]))
+        return self.loss_fn(model, batch, dual)[0]
 
+    # ------------------------------------------------------------------ the host loop
     def fit(
         self,
         train: Demonstrations,
@@ -104,62 +196,142 @@ class Trainer:
         on_chunk: Callable[[int, float], None] = lambda step, loss: None,
         warn: Callable[[str], None] = print,
     ) -> TrainState:
-        """Train to `spec.train.steps`, resuming from `workdir`'s newest intact checkpoint."""
+        """Train to `spec.train.steps` (or an early stop), resuming from `workdir`'s newest
+        intact checkpoint. `self.summary` then says how it ended; `final_model` gives the model."""
         tspec = self.spec.train
         model_key, data_key = jax.random.split(jax.random.PRNGKey(self.spec.seed))
         state = self.init(model_key)
         ckpt_dir = Path(workdir) / "checkpoints"
-        log_path = Path(workdir) / "metrics.jsonl"
+        early = EarlyStop()
         found = checkpoint.latest(ckpt_dir, state, warn=warn)
         if found is not None:
             state = _put(found[1], replicated(self.mesh))
+            early = EarlyStop(**found[0].get("early", {}))
         step = int(state.step)
-        # Drop log lines past the checkpoint: those steps are replayed identically.
-        kept = [r for r in read_jsonl(log_path) if r.get("step", 0) <= step]
-        write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in kept))
+        log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard)
 
         rep = replicated(self.mesh)
         train = _put(train, rep)
         val = None
         if validation is not None and validation.n_demos:
             val = _put(_head(validation, 512), rep)
+        if tspec.early_stopping is not None and val is None:
+            raise ValueError("train.early_stopping needs validation graphs: raise data.split.validation")
         on_chunk(step, float("nan"))
-        while step < tspec.steps:
-            n = min(self.chunk - step % self.chunk, tspec.steps - step)
-            started = time.perf_counter()
-            new_state, losses = self._chunk_fn(state, train, data_key, n)
-            losses = np.asarray(losses)
-            elapsed = time.perf_counter() - started
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
-                raise TrainingStopped(
-                    f"loss became {losses[bad[0]]} at step {step + int(bad[0]) + 1}; training "
-                    f"stopped, the last checkpoint (step {step}) is kept. Lower "
-                    "train.optimizer.lr or set train.clip_norm."
-                )
-            state, step = new_state, step + n
-            if step % tspec.log_every == 0 or step == tspec.steps:
-                record = {
-                    "step": step,
-                    "loss": float(losses[-1]),
-                    "loss_mean": float(losses.mean()),
-                    "time_s": elapsed,
-                    "examples_per_s": n * tspec.batch_size / max(elapsed, 1e-9),
-                }
-                if val is not None:
-                    record["val_loss"] = float(self._eval_fn(state.model, val))
-                append_jsonl(log_path, record)
-            on_chunk(step, float(losses[-1]))
-            out_of_time = deadline is not None and time.time() > deadline
-            if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time:
-                checkpoint.save(ckpt_dir, step, state)
-                _fault_injection(step)
-            if out_of_time and step < tspec.steps:
-                raise TrainingStopped(
-                    f"wall-time budget (hardware.max_wall_minutes) reached at step {step} of "
-                    f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
-                )
+        try:
+            while step < tspec.steps and not early.stopped:
+                n = min(self.chunk - step % self.chunk, tspec.steps - step)
+                started = time.perf_counter()
+                new_state, losses, finite = self._chunk_fn(state, train, data_key, n)
+                losses, finite = np.asarray(losses), np.asarray(finite)
+                elapsed = time.perf_counter() - started
+                bad = [step + 1 + int(i) for i in np.flatnonzero(~finite)]
+                if bad and tspec.on_nonfinite == "stop":
+                    raise TrainingStopped(
+                        f"loss or gradient became non-finite ({losses[bad[0] - step - 1]}) at step "
+                        f"{bad[0]}; training stopped, the last checkpoint (step {step}) is kept. Lower "
+                        "train.optimizer.lr, set train.clip_norm, or set train.on_nonfinite = \"skip\"."
+                    )
+                if bad:
+                    warn(
+                        f"skipped the update of non-finite step(s) {', '.join(map(str, bad))} "
+                        f"({int(new_state.skipped)} skipped so far)"
+                    )
+                state, step = new_state, step + n
+                if step % tspec.log_every == 0 or step == tspec.steps:
+                    self._log(log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir)
+                on_chunk(step, float(losses[-1]))
+                out_of_time = deadline is not None and time.time() > deadline
+                if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time or early.stopped:
+                    meta = {"early": vars(early)}
+                    checkpoint.save(ckpt_dir, step, state, meta, keep=tspec.keep)
+                    _fault_injection(step)
+                if early.stopped:
+                    warn(
+                        f"early stopping at step {step}: validation loss has not improved for "
+                        f"{tspec.early_stopping.patience} log points; best {early.best:.5g} at step "
+                        f"{early.best_step}"
+                    )
+                if out_of_time and step < tspec.steps and not early.stopped:
+                    raise TrainingStopped(
+                        f"wall-time budget (hardware.max_wall_minutes) reached at step {step} of "
+                        f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
+                    )
+        finally:
+            log.close()
+        self.summary = {
+            "steps": step,
+            "skipped_steps": int(state.skipped),
+            "stopped_early": early.stopped,
+            "dual": float(state.dual),
+        }
+        if tspec.early_stopping is not None:
+            self.summary.update(best_step=early.best_step, best_val_loss=early.best)
         return state
+
+    def _log(self, log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir) -> None:
+        tspec = self.spec.train
+        good = losses[finite]
+        record = {
+            "step": step,
+            "loss": float(losses[-1]),
+            "loss_mean": float(good.mean()) if good.size else float("nan"),
+            "time_s": elapsed,
+            "examples_per_s": n * tspec.batch_size / max(elapsed, 1e-9),
+            "lr": learning_rate(tspec, step),
+        }
+        if tspec.on_nonfinite == "skip":
+            record["skipped"] = int(state.skipped)
+        if float(state.dual):
+            record["dual"] = float(state.dual)
+        if val is not None:
+            record["val_loss"] = float(self._eval_fn(state.eval_model, val, state.dual))
+            stop = tspec.early_stopping
+            if stop is not None:
+                if record["val_loss"] < early.best - stop.min_delta:
+                    early.best, early.best_step, early.since = record["val_loss"], step, 0
+                    checkpoint.save_best(ckpt_dir, step, state.eval_model, {"val_loss": early.best})
+                else:
+                    early.since += 1
+                    early.stopped = early.since >= stop.patience
+        record.update(device_memory(self.devices))
+        log.write(record)
+
+    def final_model(self, state: TrainState, workdir: Path):
+        """The model to ship: the best one under early stopping, else the (EMA) final one."""
+        if self.spec.train.early_stopping is not None:
+            path = Path(workdir) / "checkpoints" / checkpoint.BEST
+            if path.exists():
+                return checkpoint.read(path, state.eval_model)[1]
+        return state.eval_model
+
+
+def learning_rate(tspec, step: int) -> float:
+    """The optimizer's learning rate at `step` (host side, for the log)."""
+    lr = tspec.optimizer.lr
+    return float(lr if isinstance(lr, float) else lr.build(tspec.steps)(step))
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
+
+
+def _cast_floats(tree, dtype):
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
+
+
+def _bf16_inputs_supported(model_spec) -> bool:
+    """Whether the model's forward pass lowers with bfloat16 inputs. Models that invert data
+    covariances (`stats`) need LAPACK, which has no bfloat16: their inputs stay float32 and only
+    their parameters (so their learned layers) run in bfloat16."""
+    model = _cast_floats(model_spec.build(jax.random.PRNGKey(0)), jnp.bfloat16)
+    x = jnp.zeros((4, 3, 2), jnp.bfloat16)
+    try:
+        eqx.filter_jit(model).lower(x, jnp.ones(4, bool), jnp.ones(3, bool), jnp.int32(0))
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _fault_injection(step: int) -> None:

@@ -1,0 +1,65 @@
+"""Training metrics: JSON lines (the record of truth) and TensorBoard event files (for looking).
+
+On a resume from step s, lines past s are dropped and TensorBoard events past s are purged
+(`purge_step`): those steps are replayed identically, so neither log holds duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+
+from engine.registry import append_jsonl, read_jsonl, write_atomic
+
+
+def device_memory(devices) -> dict[str, float]:
+    """In-use and peak bytes summed over `devices` as GB, where the backend reports them (GPU, TPU;
+    CPU reports nothing and gets an empty dict)."""
+    in_use = peak = 0
+    reported = False
+    for dev in devices:
+        try:
+            stats = dev.memory_stats()
+        except Exception:  # noqa: BLE001 - backends without the query raise various errors
+            stats = None
+        if stats:
+            reported = True
+            in_use += stats.get("bytes_in_use", 0)
+            peak += stats.get("peak_bytes_in_use", 0)
+    if not reported:
+        return {}
+    return {"memory_gb": in_use / 1e9, "peak_memory_gb": peak / 1e9}
+
+
+class MetricsLog:
+    """`metrics.jsonl` plus, with `tensorboard`, event files under `tensorboard/` beside it."""
+
+    def __init__(self, workdir: Path, resume_step: int, tensorboard: bool = True):
+        self.path = Path(workdir) / "metrics.jsonl"
+        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.records = kept
+        self._writer = None
+        if tensorboard and jax.process_index() == 0:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(
+                str(Path(workdir) / "tensorboard"), purge_step=resume_step + 1, flush_secs=30
+            )
+
+    def write(self, record: dict) -> None:
+        if jax.process_index() == 0:
+            append_jsonl(self.path, record)
+        self.records.append(record)
+        if self._writer is not None:
+            step = record["step"]
+            for name, value in record.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self._writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
