@@ -206,6 +206,51 @@ def report(
         out.print(f"wrote {len(runs)} reports; index: {index}")
 
 
+@app.command()
+def infer(
+    run: str = typer.Argument(..., help="A run folder (registry/<spec>/<run id>) or a spec name (its latest run)."),
+    data: Path = typer.Argument(..., help="CSV of observations; header = variable names."),
+    interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
+    target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
+    graphml: Optional[Path] = typer.Option(None, "--graphml", help="Write the edge probabilities as GraphML."),
+    registry: Optional[Path] = RegistryOpt,
+):
+    """Parent probabilities of --target, or the whole edge-probability matrix, for a CSV of data."""
+    from engine.infer import InferError
+
+    with _errors():
+        try:
+            import engine
+
+            predictor = engine.load(run, _root(registry))
+            if target is not None:
+                probs = predictor.parents(data, interventions, target=target)
+                text = "parent,probability\n" + "".join(f"{n},{p:.6f}\n" for n, p in probs.items())
+                graph = None
+            else:
+                graph = predictor.graph(data, interventions)
+                text = None
+            if graphml:
+                graph = graph or predictor.graph(data, interventions)
+                graph.to_graphml(graphml)
+                err.print(f"wrote {graphml}")
+        except InferError as exc:
+            err.print(f"infer: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        if text is None:
+            import io
+
+            buf = io.StringIO()
+            graph.to_csv(buf)
+            text = buf.getvalue()
+        if output:
+            output.write_text(text)
+            err.print(f"wrote {output}")
+        else:
+            sys.stdout.write(text)
+
+
 def main():  # pragma: no cover
     app()
 

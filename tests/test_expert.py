@@ -161,3 +161,23 @@ def test_spec_validation():
     with pytest.raises(ValidationError):
         ParentScaleExpert.model_validate({"kind": "parent_scale", "prior": {"kind": "uniformm"}})
     assert spec().posterior == "exact"
+
+
+def test_run_graphs_writes_checksummed_artifacts_and_resumes(tmp_path):
+    from engine.expert.runner import load_trajectory, run_graphs
+
+    rng = np.random.default_rng(0)
+    scms = [random_linear_scm(rng, 4) for _ in range(3)]
+    datas = [make_dataset(s, jax.random.PRNGKey(i), n_obs=50) for i, s in enumerate(scms)]
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    expert = spec().build()
+    calls = []
+    paths = run_graphs(expert, jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path,
+                       progress=lambda a, b: calls.append(a))
+    assert calls[-1] == 3 and all(p.exists() for p in paths)
+    paths[1].write_bytes(b"damaged")
+    calls.clear()
+    run_graphs(expert, jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path, progress=lambda a, b: calls.append(a))
+    assert calls == [2, 3]  # only the damaged graph is recomputed
+    again = expert.run(jax.random.fold_in(jax.random.PRNGKey(0), 1), scms[1], datas[1])
+    np.testing.assert_allclose(np.asarray(load_trajectory(paths[1]).marginals), np.asarray(again.marginals), atol=1e-6)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
 
@@ -34,3 +36,17 @@ def test_killed_training_resumes_bit_for_bit(smoke_registry, tmp_path):
     assert final == reference
     steps = [line for line in next((root / "_stages" / "train").glob("*/metrics.jsonl")).read_text().splitlines()]
     assert len(steps) == 4  # logged at 10, 20 (before the kill), 30, 40: no duplicates
+
+
+@pytest.mark.slow
+def test_same_spec_and_seed_give_identical_metrics(smoke_registry, tmp_path):
+    """Everything recomputed from scratch in a fresh registry scores exactly the same."""
+    import json
+
+    root = tmp_path / "fresh"
+    assert _apply(root).returncode == 0
+    first = json.loads(next((smoke_registry / "_stages" / "evaluate").glob("*/evaluation.json")).read_text())
+    second = json.loads(next((root / "_stages" / "evaluate").glob("*/evaluation.json")).read_text())
+    for who in ("model", "expert"):
+        assert json.dumps(first[who], sort_keys=True) == json.dumps(second[who], sort_keys=True)
+    assert first["per_graph"] == second["per_graph"]

@@ -145,7 +145,7 @@ def _masked_nll_unit(x, r, mask, s, log_len, log_var, log_noise):
     return 0.5 * a @ a + jnp.sum(jnp.log(jnp.diag(chol)))
 
 
-LEN_GRID = jnp.linspace(jnp.log(0.1), jnp.log(30.0), 12)
+LEN_GRID = jnp.linspace(jnp.log(0.1), jnp.log(100.0), 14)
 RATIO_GRID = jnp.linspace(jnp.log(1e-4), jnp.log(3.0), 8)
 
 
@@ -180,7 +180,7 @@ def fit_hyper_grid3(x, y, mask, s, center_var) -> GPHyper:
     lv0 = jnp.log(jnp.maximum(center_var, 1e-4))
     lens = jnp.linspace(jnp.log(0.1), jnp.log(30.0), 8)
     lvars = lv0 + jnp.linspace(-4.0, 4.0, 6)
-    lnoise = jnp.linspace(jnp.log(1e-4), jnp.log(1.0), 5)
+    lnoise = lv0 + jnp.linspace(-9.0, 1.0, 6)
     g = jnp.stack(jnp.meshgrid(lens, lvars, lnoise, indexing="ij"), -1).reshape(-1, 3)
     nll = jax.vmap(lambda p: _masked_nll_unit(x, r, mask, s, p[0], p[1], p[2]))(g)
     best = g[jnp.argmin(jnp.where(jnp.isfinite(nll), nll, jnp.inf))]

@@ -56,7 +56,7 @@ def _fit_set_hypers(obs, target, sets):
     return jax.vmap(lambda x: fit_hyper_grid(x, y - jnp.mean(y), ones))(set_inputs(obs, sets))
 
 
-def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, rank: int = 64) -> DoTables:
+def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, rank: int | None = None) -> DoTables:
     """Fit the set GPs on D_O (ML-II, vmapped over sets) and tabulate their do-effect factors.
 
     The tables are built once per episode in float64 (numpy): K^-1 and the eigen-factors.
@@ -75,7 +75,7 @@ def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, rank
     ext = np.concatenate([obs64, np.zeros((n, 1))], 1)
     sets_np = np.asarray(sets)
     B, k = sets_np.shape
-    r = min(rank, n)
+    r = n if rank is None else min(rank, n)
     s2s, il2s = np.exp(np.asarray(hyps.log_var, np.float64)), np.exp(-2 * np.asarray(hyps.log_len, np.float64))
     noises = 1e-4 + np.exp(np.asarray(hyps.log_noise, np.float64))
     fm, fv = np.zeros(B), np.zeros(B)

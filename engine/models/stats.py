@@ -122,7 +122,7 @@ class StatsPredictor(eqx.Module):
         pairs = pair_features(x, row_mask, var_mask)
         d = pairs.shape[0]
         cols = jax.vmap(lambda t: self._parents(pairs, var_mask, t))(jnp.arange(d))  # [t, i]
-        return cols.T
+        return jnp.where(var_mask[None, :], cols.T, _NEG)  # padded targets: no parents
 
     def intervened(
         self,

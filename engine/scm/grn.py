@@ -88,6 +88,7 @@ def _cell(grn: GrnDynamics, key, clamp: Bool[Array, " d"], value: Float[Array, "
     sol = diffrax.diffeqsolve(
         terms, diffrax.Euler(), 0.0, grn.t_end, grn.t_end / n_steps, y0,
         saveat=diffrax.SaveAt(t1=True), max_steps=n_steps + 1, throw=False,
+        adjoint=diffrax.ForwardMode(),  # sampling only: no reverse pass to checkpoint for
     )
     return sol.ys[-1], sol.result == diffrax.RESULTS.successful
 

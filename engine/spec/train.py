@@ -84,7 +84,7 @@ LearningRate = Annotated[
 
 
 def _schedule(lr, total_steps: int):
-    return lr if isinstance(lr, float) else lr.build(total_steps)
+    return float(lr) if isinstance(lr, (int, float)) else lr.build(total_steps)
 
 
 # --------------------------------------------------------------------------- optimizers

@@ -94,7 +94,9 @@ class Trainer:
         self.sample_batch = eqx.filter_jit(self._sample)
 
     def init(self, key) -> TrainState:
-        model = self.spec.model.build(key)
+        # Strong dtypes: a weakly typed leaf (e.g. from jnp.full) comes back strong from the
+        # first step or a checkpoint, and the changed input type would compile the step twice.
+        model = jax.tree.map(lambda a: jnp.array(a, dtype=a.dtype) if eqx.is_array(a) else a, self.spec.model.build(key))
         opt_state = self.optimizer.init(eqx.filter(model, eqx.is_array))
         ema = model if self.spec.train.ema is not None else None
         zero = jnp.zeros((), jnp.float32)
@@ -309,7 +311,7 @@ class Trainer:
 def learning_rate(tspec, step: int) -> float:
     """The optimizer's learning rate at `step` (host side, for the log)."""
     lr = tspec.optimizer.lr
-    return float(lr if isinstance(lr, float) else lr.build(tspec.steps)(step))
+    return float(lr if isinstance(lr, (int, float)) else lr.build(tspec.steps)(step))
 
 
 def _all_finite(tree) -> jax.Array:

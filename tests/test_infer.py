@@ -1,0 +1,128 @@
+"""`acbo infer` and `engine.load`: names in, probabilities out, clear errors for bad files."""
+
+import csv
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import engine
+from engine.cli import app
+
+NAMES = ["A", "B", "C", "D"]
+
+
+def _write(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Data from A -> B -> C, D independent: 40 observational rows, 8 with do(A), 8 with do(B)."""
+    rng = np.random.default_rng(0)
+    out = tmp_path_factory.mktemp("infer")
+    n = 56
+    mask = np.zeros((n, 4), int)
+    mask[40:48, 0] = 1
+    mask[48:, 1] = 1
+    a = np.where(mask[:, 0] == 1, 3.0, rng.normal(size=n))
+    b = np.where(mask[:, 1] == 1, -3.0, 2 * a + 0.3 * rng.normal(size=n))
+    c = -b + 0.3 * rng.normal(size=n)
+    x = np.stack([a, b, c, rng.normal(size=n)], 1) * 10 + 5  # units must not matter
+    return {
+        "data": _write(out / "data.csv", NAMES, x.round(5)),
+        "mask": _write(out / "mask.csv", NAMES, mask),
+        "dir": out,
+    }
+
+
+def _run(*args):
+    return CliRunner().invoke(app, ["infer", *map(str, args)])
+
+
+def run_dir(registry: Path) -> Path:
+    return next((registry / "smoke").glob("*/model.eqx")).parent
+
+
+def test_python_api_matches_cli(smoke_registry, files):
+    predictor = engine.load(run_dir(smoke_registry))
+    parents = predictor.parents(files["data"], files["mask"], target="C")
+    assert list(parents) == ["A", "B", "D"] and all(0 <= p <= 1 for p in parents.values())
+    graph = predictor.graph(files["data"], files["mask"])
+    assert graph.names == tuple(NAMES) and graph.probs.shape == (4, 4)
+    assert np.allclose([graph.probs[NAMES.index(n), 2] for n in parents], list(parents.values()), atol=1e-6)
+    assert (np.diag(graph.probs) == 0).all()
+
+    # A spec name means its latest run; the CLI writes the same numbers.
+    out = files["dir"] / "parents.csv"
+    res = _run("smoke", files["data"], "--interventions", files["mask"], "--target", "C", "--output", out,
+               "--registry", smoke_registry)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["parent", "probability"]
+    assert {r[0]: float(r[1]) for r in rows[1:]} == pytest.approx(parents, abs=1e-6)
+
+    gml = files["dir"] / "g.graphml"
+    res = _run(run_dir(smoke_registry), files["data"], "--interventions", files["mask"], "--graphml", gml,
+               "--output", files["dir"] / "graph.csv")
+    assert res.exit_code == 0, res.output
+    g = nx.read_graphml(gml)
+    assert set(g.nodes) == set(NAMES)
+    for u, v, attr in g.edges(data=True):
+        assert attr["prob"] == pytest.approx(graph.probs[NAMES.index(u), NAMES.index(v)], abs=1e-6)
+
+
+def test_standardisation_makes_units_irrelevant(smoke_registry, files):
+    from engine.infer import Table, read_csv
+
+    predictor = engine.load(run_dir(smoke_registry))
+    table = read_csv(files["data"])
+    scaled = Table(table.names, table.values * 7.0 - 100.0)
+    a = predictor.parents(table, files["mask"], target="B")
+    b = predictor.parents(scaled, files["mask"], target="B")
+    assert a == pytest.approx(b, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-file", "does not exist"),
+        ("nan", "data.csv:3: column 'B': nan is not a finite number"),
+        ("text", "data.csv:2: column 'C': 'abc' is not a number"),
+        ("mask-columns", "missing column(s) D; extra column(s) DD (did you mean 'D'?)"),
+        ("mask-rows", "intervention mask has 2 rows but the data have 3"),
+        ("mask-values", "column 'A': 2 is not 0 or 1"),
+        ("target", "unknown target 'Bb' (did you mean 'B'?)"),
+        ("run", "neither a run folder"),
+    ],
+)
+def test_clear_errors(smoke_registry, tmp_path, case, message):
+    rows = [[1, 2, 3, 4], [2, 3, 1, 0], [0, 1, 2, 5]]
+    data = _write(tmp_path / "data.csv", NAMES, rows)
+    mask = _write(tmp_path / "mask.csv", NAMES, [[0] * 4] * 3)
+    target, run = "B", run_dir(smoke_registry)
+    if case == "missing-file":
+        data = tmp_path / "nope.csv"
+    elif case == "nan":
+        data = _write(tmp_path / "data.csv", NAMES, [rows[0], [2, "nan", 1, 0], rows[2]])
+    elif case == "text":
+        data = _write(tmp_path / "data.csv", NAMES, [[1, 2, "abc", 4]] + rows[1:])
+    elif case == "mask-columns":
+        mask = _write(tmp_path / "mask.csv", ["A", "B", "C", "DD"], [[0] * 4] * 3)
+    elif case == "mask-rows":
+        mask = _write(tmp_path / "mask.csv", NAMES, [[0] * 4] * 2)
+    elif case == "mask-values":
+        mask = _write(tmp_path / "mask.csv", NAMES, [[2, 0, 0, 0]] + [[0] * 4] * 2)
+    elif case == "target":
+        target = "Bb"
+    elif case == "run":
+        run = tmp_path / "not-a-run"
+    res = _run(run, data, "--interventions", mask, "--target", target, "--registry", smoke_registry)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
