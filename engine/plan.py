@@ -149,12 +149,15 @@ def make_plan(spec_file: SpecFile, devices: list | None = None) -> Plan:
     global_batch = per_device = None
     if spec.trains:
         global_batch = spec.train.batch_size
-        if global_batch % n_dev:
+        micro = global_batch // spec.train.accumulate  # the spec checks that this divides
+        if micro % n_dev:
+            step = n_dev * spec.train.accumulate
             raise PlanError(
-                f"train.batch_size = {global_batch} does not divide over {n_dev} devices; "
-                f"use a multiple of {n_dev} (e.g. {((global_batch // n_dev) + 1) * n_dev})"
+                f"train.batch_size = {global_batch} (micro-batches of {micro} with "
+                f"accumulate = {spec.train.accumulate}) does not divide over {n_dev} devices; "
+                f"use a multiple of {step} (e.g. {((global_batch // step) + 1) * step})"
             )
-        per_device = global_batch // n_dev
+        per_device = micro // n_dev
     uses = sibling(spec_file, spec.stage.uses).spec if spec.stage.uses else None
     est, mem = _estimates(spec, n_dev, uses)
     plan = Plan(spec_file, stages, [str(d) for d in devices], global_batch, per_device, est, mem)

@@ -153,7 +153,7 @@ def auroc(scores, labels):
     return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
 
 
-def _train_graph_head(kind, spec, steps, seed=0):
+def _train_graph_head(kind, spec, steps, seed=0, batch=16):
     model = spec.build(jax.random.PRNGKey(seed))
     x, rm, vm, adj = linear_gaussian(96, 3, 8, 8, seed=10)
     opt = optax.adam(3e-3)
@@ -168,7 +168,7 @@ def _train_graph_head(kind, spec, steps, seed=0):
 
     @eqx.filter_jit
     def step(m, s, key):
-        idx = jax.random.randint(key, (16,), 0, x.shape[0])
+        idx = jax.random.randint(key, (batch,), 0, x.shape[0])
         grads = eqx.filter_grad(loss)(m, idx)
         updates, s = opt.update(grads, s, eqx.filter(m, eqx.is_array))
         return eqx.apply_updates(m, updates), s
@@ -189,14 +189,15 @@ def _heldout_auroc(model, d_low, d_high, d_pad):
 def test_stats_model_learns_graphs_and_transfers_to_20_variables():
     started = time.perf_counter()
     model = _train_graph_head("stats", SPECS["stats"], steps=150)
-    assert _heldout_auroc(model, 3, 8, 8) > 0.8
-    assert _heldout_auroc(model, 20, 20, 20) > 0.75
-    print(f"stats learning test took {time.perf_counter() - started:.1f}s")
+    small, large = _heldout_auroc(model, 3, 8, 8), _heldout_auroc(model, 20, 20, 20)
+    print(f"stats: held-out AUROC d<=8 {small:.3f}, d=20 {large:.3f} ({time.perf_counter() - started:.0f} s)")
+    assert small > 0.8 and large > 0.75
 
 
 @pytest.mark.slow
 def test_avici_learns_graphs_on_held_out_data():
-    spec = AviciModel(kind="avici", dim=32, layers=4, heads=4, key_size=8)
-    model = _train_graph_head("avici", spec, steps=400)
-    assert _heldout_auroc(model, 3, 8, 8) > 0.7
-    assert _heldout_auroc(model, 20, 20, 20) > 0.6
+    spec = AviciModel(kind="avici", dim=32, layers=4, heads=4, key_size=8, row_chunk=None)
+    model = _train_graph_head("avici", spec, steps=300, batch=8)
+    small, large = _heldout_auroc(model, 3, 8, 8), _heldout_auroc(model, 20, 20, 20)
+    print(f"avici: held-out AUROC d<=8 {small:.3f}, d=20 {large:.3f}")
+    assert small > 0.7 and large > 0.6

@@ -30,7 +30,10 @@ TOP_KEYS = (
     "version, name, description, seed, scm, expert, data, model, loss, train, hardware, "
     "evaluation, gates, stage"
 )
-TRAIN_KEYS = "steps, batch_size, optimizer, clip_norm, checkpoint_every, log_every"
+from engine.spec.train import TrainSpec
+
+# The allowed-keys list follows the model: adding a [train] key must not break this table.
+TRAIN_KEYS = ", ".join(TrainSpec.model_fields)
 OPTIMIZER = 'log_every = 10\noptimizer = { kind = "adam", lr = 0.1 }'
 
 
@@ -90,18 +93,18 @@ BAD = [
     (
         "unknown-model-kind",
         edit('kind = "stats"', 'kind = "stat"'), [], '"stat"',
-        "{L}: model.kind: unknown kind 'stat' (did you mean 'stats'?); expected one of: stats",
+        "{L}: model.kind: unknown kind 'stat' (did you mean 'stats'?); expected one of: stats, avici",
     ),
     (
         "unknown-loss-kind",
         edit('kind = "bce"', 'kind = "bc"'), [], '"bc"',
-        "{L}: loss.kind: unknown kind 'bc' (did you mean 'bce'?); expected one of: bce, kl_expert",
+        "{L}: loss.kind: unknown kind 'bc' (did you mean 'bce'?); expected one of: bce, focal, kl_expert",
     ),
     (
         "unknown-optimizer-kind",
         edit("log_every = 10", 'log_every = 10\noptimizer = { kind = "adamm" }'), [], "adamm",
         "{L}: train.optimizer.kind: unknown kind 'adamm' (did you mean 'adam'?); "
-        "expected one of: adam, adamw",
+        "expected one of: adam, adamw, lamb",
     ),
     (
         "unknown-kind-of-second-gate",
@@ -146,7 +149,7 @@ BAD = [
         "string-for-float-is-not-coerced",
         edit("log_every = 10", 'log_every = 10\noptimizer = { kind = "adam", lr = "0.1" }'), [],
         "optimizer =",
-        "{L}: train.optimizer.lr: Input should be a valid number (got '0.1')",
+        "{L}: train.optimizer.lr: expected a number or a table with a 'kind' (got '0.1')",
     ),
     (
         "negative-learning-rate",

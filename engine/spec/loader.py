@@ -159,8 +159,11 @@ def _message(err: dict) -> tuple[str, tuple]:
     if kind == "union_tag_not_found":
         if "kind" in ctx.get("discriminator", ""):
             return "missing key 'kind' (it selects which variant this table is)", ()
-        return "expected a number or a table with dist = 'uniform', 'signed_uniform', " \
-               "'normal', 'lognormal' or 'choice'", ()
+        got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+        if "_param_tag" in ctx.get("discriminator", ""):
+            return "expected a number or a table with dist = 'uniform', 'signed_uniform', " \
+                   f"'normal', 'lognormal' or 'choice'{got}", ()
+        return f"expected a number or a table with a 'kind'{got}", ()
     if kind == "missing":
         return "missing required key", ()  # the caller appends the key
     message = err["msg"]
