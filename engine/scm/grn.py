@@ -38,10 +38,15 @@ class GrnDynamics(eqx.Module):
     t_end: float = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     brownian: str = eqx.field(static=True, default="virtual_tree")
+    hill_int: int = eqx.field(static=True, default=0)  # > 0: every Hill coefficient is this int
 
     def production(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
-        xn = jnp.power(jnp.maximum(x, 0.0)[:, None], self.hill)  # [i, j]
-        hn = jnp.power(self.half, self.hill)
+        if self.hill_int:  # integer powers are multiplications, not exp(n log x)
+            xn = jax.lax.integer_pow(jnp.maximum(x, 0.0)[:, None], self.hill_int)
+            hn = jax.lax.integer_pow(self.half, self.hill_int)
+        else:
+            xn = jnp.power(jnp.maximum(x, 0.0)[:, None], self.hill)  # [i, j]
+            hn = jnp.power(self.half, self.hill)
         act = xn / (hn + xn + 1e-12)
         hill = jnp.where(self.k > 0, act, 1.0 - act)
         return self.basal + (jnp.abs(self.k) * hill).sum(0)
@@ -58,8 +63,9 @@ def build_grn(spec, key, G: Float[Array, "d d"], order, var_mask: Bool[Array, " 
     noise = jnp.where(var_mask, draw(spec.noise, ks[4], (d,)), 0.0)
     start = jnp.where(var_mask, (basal + 0.5 * jnp.abs(k).sum(0)) / decay, 0.0)
     half = jnp.broadcast_to(jnp.maximum(start, 1e-6)[:, None], (d, d))
+    fixed = isinstance(spec.hill, (int, float)) and float(spec.hill).is_integer()
     return GrnDynamics(k, hill, half, basal, decay, noise, start, spec.t_end, spec.dt,
-                       spec.brownian)
+                       spec.brownian, int(spec.hill) if fixed else 0)
 
 
 def _cell(grn: GrnDynamics, key, clamp: Bool[Array, " d"], value: Float[Array, " d"],
