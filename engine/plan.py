@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
 
-ENGINE_VERSION = "0.1.0"
+ENGINE_VERSION = "0.2.0"  # bump when a stored artifact format changes: caches are keyed on it
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
 
 

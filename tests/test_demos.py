@@ -16,6 +16,8 @@ def _fake(n_graphs=20, d=5, n_obs=7, k=6, seed=0):
         "target": np.zeros(n_graphs, np.int32),
         "parents": rng.random((n_graphs, d)) < 0.3,
     }
+    data["adjacency"] = np.zeros((n_graphs, d, d), bool)
+    data["adjacency"][:, :, 0] = data["parents"]
     rows_valid = np.ones((n_graphs, k), bool)
     rows_valid[:, -1] = False  # padding row
     traj = {

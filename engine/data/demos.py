@@ -52,19 +52,8 @@ class Demonstrations(eqx.Module):
 
     @classmethod
     def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "Demonstrations":
-        arrays = dict(arrays)
-        if "adjacency" not in arrays:  # stored before graphs were kept: only the target column
-            arrays["adjacency"] = _target_column(arrays["parents"], arrays["target"])
         return cls(**{f: jnp.asarray(arrays[f]) for f in cls.__dataclass_fields__})
 
-
-def _target_column(parents: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """[G, d, d] adjacency holding only the known parents of each graph's target."""
-    parents = np.asarray(parents, bool)
-    g, d = parents.shape
-    adj = np.zeros((g, d, d), bool)
-    adj[np.arange(g), :, np.asarray(target)] = parents
-    return adj
 
 
 class Batch(eqx.Module):
@@ -137,7 +126,7 @@ def build_split(
     """Demonstrations of the graphs `graphs`, from simulated `data` and expert `trajectory`.
 
     data: obs [G, n_obs, d], var_mask [G, d], target [G], parents [G, d] (all graphs),
-    adjacency [G, d, d] (when absent, only the target's column, from `parents`, is filled);
+    adjacency [G, d, d] (the true graphs);
     trajectory: rows_values, rows_mask [G, K, d], rows_valid [G, K], marginals [G, K+1, d].
     """
     demo_graph, demo_k, expert = [], [], []
@@ -151,9 +140,7 @@ def build_split(
             demo_k.append(k)
             expert.append(trajectory["marginals"][g, k])
     pick = lambda a: np.asarray(a)[graphs]
-    adjacency = data.get("adjacency")
-    if adjacency is None:
-        adjacency = _target_column(data["parents"], data["target"])
+    adjacency = data["adjacency"]
     return Demonstrations(
         obs=jnp.asarray(pick(data["obs"])),
         rows_values=jnp.asarray(pick(trajectory["rows_values"])),
