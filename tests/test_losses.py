@@ -176,6 +176,3 @@ def test_default_loss_is_the_base_term_with_zero_acyclicity(spec):
     logits = eqx.filter_jit(lambda m, b: jax.vmap(m)(b.x, b.row_mask, b.var_mask, b.target))(model, batch)
     np.testing.assert_allclose(float(total), float(losses.base_term(spec, logits, batch)), rtol=1e-5)
     assert float(aux["acyclicity"]) == 0.0 and set(aux) == {"base", "acyclicity"}
-    # the transitional (logits, batch) form still gives the base term
-    np.testing.assert_allclose(float(loss(logits, batch)), float(total), rtol=1e-5)
-    np.testing.assert_allclose(float(losses.build_logit_loss(spec)(logits, batch)), float(total), rtol=1e-5)

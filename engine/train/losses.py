@@ -139,9 +139,6 @@ class Loss:
         return self.spec.graph_weight > 0 or self.spec.acyclicity_weight > 0
 
     def __call__(self, model, batch: Batch, dual=0.0):
-        if isinstance(model, jax.Array):
-            # Transitional: the pre-issue-5 trainer calls loss_fn(logits, batch) -> scalar.
-            return base_term(self.spec, model, batch)
         spec = self.spec
         x, rows, vars_ = batch.x, batch.row_mask, batch.var_mask
         logits = jax.vmap(model)(x, rows, vars_, batch.target)
@@ -175,7 +172,3 @@ def build_loss(spec) -> Loss:
         raise ValueError(f"unknown loss kind {spec.kind!r}")
     return Loss(spec)
 
-
-def build_logit_loss(spec):
-    """Old interface: (logits [B, d], batch) -> scalar, the base term only."""
-    return lambda logits, batch: base_term(spec, logits, batch)

@@ -369,11 +369,6 @@ def _head(demos: Demonstrations, n: int) -> Demonstrations:
     )
 
 
-def predict_fn(model):
-    """Jitted parent probabilities for one example: (x, row_mask, var_mask, target) -> [d]."""
-    return eqx.filter_jit(lambda x, r, v, t: jax.nn.sigmoid(model(x, r, v, t)))
-
-
 def save_model(path: Path, model) -> str:
     import io
 
@@ -387,4 +382,4 @@ def load_model(path: Path, model_spec):
     return eqx.tree_deserialise_leaves(path, like)
 
 
-__all__ = ["Trainer", "TrainState", "TrainingStopped", "predict_fn", "save_model", "load_model", "select_devices"]
+__all__ = ["Trainer", "TrainState", "TrainingStopped", "save_model", "load_model", "select_devices"]
