@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
 _EPS = 1e-6
@@ -101,7 +102,7 @@ class Block(eqx.Module):
         return h + _dropout(self.drop, f, k2)
 
 
-class AviciPredictor(eqx.Module):
+class AviciPredictor(AmortizedPredictor):
     """Edge logits [d, d] (graph), parent logits [d] (column `target` of them) and per-cell
     intervention logits [n, d] of a padded [n, d, 2] dataset.
 

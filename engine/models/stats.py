@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from engine.models.features import N_CELL_FEATURES, N_PAIR_FEATURES, cell_features, pair_features
+from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
 
@@ -59,7 +60,7 @@ class Block(eqx.Module):
         return h + jax.vmap(self.mlp)(jax.vmap(self.norm2)(h))
 
 
-class StatsPredictor(eqx.Module):
+class StatsPredictor(AmortizedPredictor):
     """Parent logits of a target from a padded [n, d, 2] dataset.
 
     Each variable j becomes a token embedding its pair features with the target, (j, t) and
