@@ -28,7 +28,10 @@ def synthetic_demos(n_graphs=12, d=4, n_obs=16, k=4, seed=0, per_graph=2) -> Dem
     target = rng.integers(0, d, g)
     parents = rng.random((g, d)) < 0.4
     parents[np.arange(g), target] = False
+    adjacency = np.zeros((g, d, d), bool)
+    adjacency[np.arange(g), :, target] = parents
     return Demonstrations.from_numpy(dict(
+        adjacency=adjacency,
         obs=rng.normal(size=(g, n_obs, d)).astype(np.float32),
         rows_values=rng.normal(size=(g, k, d)).astype(np.float32),
         rows_mask=rows_mask, rows_valid=np.ones((g, k), bool), var_mask=np.ones((g, d), bool),
