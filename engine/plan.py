@@ -3,7 +3,9 @@
 A stage's hash covers the spec slice it reads, the hashes of the stages it reads from, and the
 engine version, so changing `train.steps` retrains but reuses the simulated data and the expert's
 demonstrations. With `[stage] uses = "other"`, the train stage (and what it reads) is the other
-spec's; apply builds it there first if it is not cached yet.
+spec's; apply builds it there first if it is not cached yet. With `data.mode = "online"` the
+train stage reads the simulated graphs only (its validation set), never the expert or the
+demonstrations, which then serve the evaluation alone.
 """
 
 from __future__ import annotations
@@ -23,12 +25,21 @@ class PlanError(Exception):
     """A spec that validates but cannot run here (batch vs devices, budgets)."""
 
 
-def _dump(section) -> object:
+# Keys added to a section after caches existed: at these defaults they hash as if absent, so
+# adding them did not invalidate every cached stage.
+_LATER_DEFAULTS = {"data": {"mode": "fixed"}, "train": {"curriculum": []}}
+
+
+def _dump(section, name: str | None = None) -> object:
     if section is None:
         return None
     if isinstance(section, list):
         return [_dump(s) for s in section]
-    return section.model_dump(mode="json")
+    out = section.model_dump(mode="json")
+    for key, default in _LATER_DEFAULTS.get(name, {}).items():
+        if out.get(key) == default:
+            out.pop(key)
+    return out
 
 
 def _hash(stage: str, inputs: dict, upstream: list[str]) -> str:
@@ -62,13 +73,15 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
 
     add("simulate", {"seed": seed, "scm": _dump(spec.scm), "n_graphs": spec.data.n_graphs}, [])
     add("expert", {"seed": seed, "expert": _dump(spec.expert)}, ["simulate"])
-    add("demonstrations", {"seed": seed, "data": _dump(spec.data)}, ["expert"])
+    add("demonstrations", {"seed": seed, "data": _dump(spec.data, "data")}, ["expert"])
     if spec.trains:
-        add(
-            "train",
-            {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train)},
-            ["demonstrations"],
-        )
+        inputs = {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train, "train")}
+        if spec.data.mode == "online":
+            # Simulated training data; validation graphs from the simulate stage, true labels.
+            inputs.update(data=_dump(spec.data, "data"), scm=_dump(spec.scm))
+            add("train", inputs, ["simulate"])
+        else:
+            add("train", inputs, ["demonstrations"])
         model_owner = spec.name
     else:
         upstream = stage_hashes(sibling(spec_file, spec.stage.uses))
@@ -125,6 +138,11 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
         dim, layers = spec.model.dim, spec.model.layers
         flops = spec.train.batch_size * (60 * n_rows * d * d + layers * d * d * dim * 60 + 30 * d * dim * dim * (layers + 1))
         est["train"] = 15.0 + spec.train.steps * flops / (1.5e9 * n_devices)
+        if spec.data.mode == "online":  # each step simulates its batch (as the simulate stage)
+            stages = [c.scm(spec.scm) for c in spec.train.curriculum] or [spec.scm]
+            d_max = max(s.max_nodes for s in stages)
+            per_step = 2e-8 * spec.train.batch_size * n_rows * d_max * d_max * 4
+            est["train"] += spec.train.steps * per_step / n_devices
     if train_spec is not None:
         dim = train_spec.model.dim
         est["evaluate"] = 10.0 + spec.evaluation.timing_repeats * n_graphs * 0.01

@@ -1,8 +1,11 @@
-"""[data]: how many demonstrations, from how many graphs, split by graph."""
+"""[data]: where training examples come from (expert demonstrations or fresh simulations), and
+how the spec's fixed graphs split into training, validation and held-out sets."""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from engine.spec.base import Section
 
@@ -22,16 +25,42 @@ class Split(Section):
         return self
 
 
-class DataSpec(Section):
-    """Expert demonstrations: `n_graphs` expert runs, `demos_per_graph` snapshots of each.
+ONLINE_SPLIT = {"train": 0.0, "validation": 0.2, "heldout": 0.8}
 
-    A demonstration is a prefix of one expert trajectory: the observational rows, the first k
-    interventional rows the expert consumed (with their indicators), and the expert's parent
-    marginals after those k updates. Snapshots are spread evenly over the trajectory and always
-    include the final posterior.
+
+class DataSpec(Section):
+    """Training data. `mode = "fixed"` (default): expert demonstrations, `n_graphs` expert runs,
+    `demos_per_graph` snapshots of each. A demonstration is a prefix of one expert trajectory: the
+    observational rows, the first k interventional rows the expert consumed (with their
+    indicators), and the expert's parent marginals after those k updates. Snapshots are spread
+    evenly over the trajectory and always include the final posterior.
+
+    `mode = "online"`: every training step simulates a fresh batch of graphs from [scm] (or the
+    current `[[train.curriculum]]` stage) inside the jitted step, labelled with the true parents
+    (the expert is too slow to run per step). The `n_graphs` fixed graphs then serve validation
+    (true-parent labels) and held-out evaluation against the expert only, so `split.train` must
+    be 0 (default split in this mode: validation 0.2, heldout 0.8).
     """
 
+    mode: Literal["fixed", "online"] = "fixed"
     n_graphs: int = Field(gt=0)
     demos_per_graph: int = Field(default=1, gt=0)
     split: Split = Split()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _online_split(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") == "online" and "split" not in data:
+            data = {**data, "split": dict(ONLINE_SPLIT)}
+        return data
+
+    @field_validator("split")
+    @classmethod
+    def _no_fixed_training_graphs_online(cls, split: Split, info: ValidationInfo) -> Split:
+        if info.data.get("mode") == "online" and split.train > 0:
+            raise ValueError(
+                f"data.mode = \"online\" simulates its training data, so train must be 0 (got "
+                f"{split.train:g}); the fixed graphs are for validation and held-out evaluation, "
+                f"e.g. split = {{ train = 0.0, validation = 0.2, heldout = 0.8 }}"
+            )
+        return split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from engine.spec.base import Section
 from engine.spec.data import DataSpec
@@ -12,7 +12,7 @@ from engine.spec.evaluation import EvaluationSpec, GateSpec, StageSpec
 from engine.spec.expert import ExpertSpec
 from engine.spec.model import LossSpec, ModelSpec
 from engine.spec.scm import ScmSpec
-from engine.spec.train import HardwareSpec, TrainSpec
+from engine.spec.train import CONTEXT_MODE, CONTEXT_SCM, HardwareSpec, TrainSpec
 
 
 class Spec(Section):
@@ -32,6 +32,27 @@ class Spec(Section):
     evaluation: EvaluationSpec = EvaluationSpec()
     gates: list[GateSpec] = []
     stage: StageSpec = StageSpec()
+
+    @field_validator("scm", "data")
+    @classmethod
+    def _remember(cls, value, info: ValidationInfo):
+        """[train.curriculum] entries check themselves against [scm] and data.mode (validated
+        earlier) through the validation context, so their errors point at the entry."""
+        if isinstance(info.context, dict):
+            if isinstance(value, ScmSpec):
+                info.context[CONTEXT_SCM] = value
+            else:
+                info.context[CONTEXT_MODE] = value.mode
+        return value
+
+    @model_validator(mode="after")
+    def _curriculum_fits(self) -> "Spec":
+        # Without a validation context (Spec.model_validate(data)) the entries could not check.
+        for i, stage in enumerate(self.train.curriculum if self.train else []):
+            problem = stage.problem(self.data.mode, self.scm)
+            if problem:
+                raise ValueError(f"train.curriculum[{i}]: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _model_or_uses(self) -> "Spec":

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from engine.spec.base import Section
+from engine.spec.graphs import GraphSpec, Size
+from engine.spec.mechanisms import MechanismSpec, NoiseSpec
+
+# Validation-context keys: the root spec records [data] mode and [scm] there (they validate
+# before [train]), so a curriculum entry's errors are located at the entry itself.
+CONTEXT_MODE, CONTEXT_SCM = "_acbo_data_mode", "_acbo_scm"
 
 
 # --------------------------------------------------------------------------- schedules
@@ -141,6 +147,79 @@ class EarlyStopping(Section):
     min_delta: float = Field(default=0.0, ge=0)
 
 
+# --------------------------------------------------------------------------- curriculum
+class CurriculumStage(Section):
+    """One curriculum stage: `steps` training steps whose graphs come from [scm] with the keys
+    given here replaced (`n_nodes`, `graphs`, `mechanism`, `mechanism_mix`, `noise`, same
+    meaning as in [scm]). Stages run in the order written and their `steps` sum to
+    `train.steps`. With `data.mode = "online"` any key may change; with fixed demonstrations
+    only `n_nodes` can, and it selects the training demonstrations whose graphs have those sizes.
+    """
+
+    steps: int = Field(gt=0)
+    n_nodes: Size | None = None
+    graphs: list[GraphSpec] | None = Field(default=None, min_length=1)
+    mechanism: list[MechanismSpec] | None = Field(default=None, min_length=1)
+    mechanism_mix: Literal["graph", "node"] | None = None
+    noise: list[NoiseSpec] | None = Field(default=None, min_length=1)
+
+    @field_validator("graphs", "mechanism", "noise", mode="before")
+    @classmethod
+    def _wrap(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
+
+    def overrides(self) -> dict:
+        """The [scm] keys this stage replaces, with their values."""
+        keys = ("n_nodes", "graphs", "mechanism", "mechanism_mix", "noise")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def scm(self, base):
+        """This stage's SCM distribution: `base` (an ScmSpec) with the overrides applied."""
+        return base.model_copy(update=self.overrides())
+
+    def problem(self, mode: str | None, base) -> str | None:
+        """Why this stage cannot run with `data.mode = mode` on `base` ([scm]), or None."""
+        changed = sorted(set(self.overrides()) - {"n_nodes"})
+        if mode == "fixed" and changed:
+            return (
+                f"{', '.join(changed)} can only change with data.mode = \"online\": a fixed "
+                "demonstration set has the mechanisms it was simulated with (a fixed-mode "
+                "curriculum selects graph sizes with n_nodes)"
+            )
+        if base is None:
+            return None
+        if mode == "fixed" and self.n_nodes is not None:
+            wanted = self.scm(base).sizes
+            if not set(wanted) & set(base.sizes):
+                return (
+                    f"n_nodes selects graphs of {_sizes(wanted)} nodes but the demonstrations' "
+                    f"graphs have {_sizes(base.sizes)} ([scm] n_nodes)"
+                )
+        if mode == "online":
+            from engine.spec.scm import _check
+
+            try:
+                _check(self.scm(base))
+            except ValueError as exc:
+                return f"[scm] with this stage's overrides is invalid: {exc}"
+        return None
+
+    @model_validator(mode="after")
+    def _fits_the_data(self, info: ValidationInfo) -> "CurriculumStage":
+        context = info.context or {}
+        problem = self.problem(context.get(CONTEXT_MODE), context.get(CONTEXT_SCM))
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _sizes(sizes: list[int]) -> str:
+    sizes = sorted(set(sizes))
+    if len(sizes) > 2 and sizes == list(range(sizes[0], sizes[-1] + 1)):
+        return f"{sizes[0]}-{sizes[-1]}"
+    return ", ".join(map(str, sizes))
+
+
 class TrainSpec(Section):
     """Minibatch training: batch t is a pure function of (seed, t), so a resume is exact.
 
@@ -154,6 +233,8 @@ class TrainSpec(Section):
     `keep` newest checkpoints are kept (plus the best, with early stopping).
     The acyclicity penalty's dual variable rises by `dual_rate * acyclicity` every `dual_every`
     steps (AVICI: 500 and 1e-4); it only matters with a loss whose acyclicity weight is > 0.
+    `[[train.curriculum]]` entries are stages over graph sizes and mechanisms (see
+    CurriculumStage); their `steps` sum to `steps`.
     """
 
     steps: int = Field(gt=0)
@@ -172,6 +253,28 @@ class TrainSpec(Section):
     tensorboard: bool = True
     dual_every: int = Field(default=500, gt=0)
     dual_rate: float = Field(default=1e-4, ge=0)
+    curriculum: list[CurriculumStage] = []
+
+    @field_validator("curriculum")
+    @classmethod
+    def _covers_the_steps(cls, stages: list[CurriculumStage], info: ValidationInfo):
+        total, steps = sum(s.steps for s in stages), info.data.get("steps")
+        if stages and steps is not None and total != steps:
+            raise ValueError(
+                f"the stages' steps ({' + '.join(str(s.steps) for s in stages)} = {total}) must "
+                f"sum to train.steps = {steps}"
+            )
+        return stages
+
+    def phase_bounds(self) -> list[tuple[int, int]]:
+        """[start, stop) steps of each curriculum stage (one stage over every step without)."""
+        if not self.curriculum:
+            return [(0, self.steps)]
+        out, start = [], 0
+        for stage in self.curriculum:
+            out.append((start, start + stage.steps))
+            start += stage.steps
+        return out
 
     @model_validator(mode="after")
     def _divisible(self) -> "TrainSpec":

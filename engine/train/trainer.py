@@ -2,7 +2,9 @@
 
 Batch t is drawn from `fold_in(data_key, t)`, so the data of a step depends only on the seed and
 the step: a run resumed from a checkpoint replays exactly the steps an uninterrupted run takes
-(chunks start at multiples of gcd(log_every, checkpoint_every) in both), bit for bit on CPU.
+(chunks start at multiples of gcd(log_every, checkpoint_every) and at curriculum phase
+boundaries in both), bit for bit on CPU. The batch comes from a source (engine.train.sources):
+fixed demonstrations, or graphs simulated inside the step (`data.mode = "online"`).
 Everything a step changes (parameters, optimizer state, EMA parameters, the acyclicity dual, the
 count of skipped updates) lives in `TrainState`; the early-stopping record (host-side, changed
 only at log points) travels in the checkpoint header.
@@ -14,9 +16,8 @@ then all count real updates, and no checkpoint can fall in the middle of an accu
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.data.demos import Batch, Demonstrations, gather
-from engine.registry import write_atomic
+from engine.train.sources import DemoSource, Phase, augment, build_phases, phase_at  # noqa: F401
 from engine.train import checkpoint
+from engine.train.host import _fault_injection, _head, _put, learning_rate, load_model, save_model  # noqa: F401
 from engine.train.logging import MetricsLog, device_memory
 from engine.train.losses import build_loss
 from engine.train.parallel import batch_sharding, make_mesh, replicated, select_devices
@@ -113,14 +115,14 @@ class Trainer:
         total, aux = self.loss_fn(model, batch, dual)
         return total.astype(jnp.float32), aux
 
-    def _sample(self, demos: Demonstrations, key, step) -> Batch:
-        """Batch `step`: a pure function of (key, step), sharded over the mesh's data axis."""
-        idx = jax.random.randint(
-            jax.random.fold_in(key, step), (self.spec.train.batch_size,), 0, demos.demo_graph.shape[0]
-        )
-        batch = gather(demos, idx)
-        if self.spec.train.augment:
-            batch = augment(batch, jax.random.fold_in(jax.random.fold_in(key, step), 1))
+    def _source(self, data) -> eqx.Module:
+        """A batch source: demonstrations are drawn uniformly (the default phase's source)."""
+        return DemoSource(data, None, self.spec.train.augment) if isinstance(data, Demonstrations) else data
+
+    def _sample(self, data, key, step) -> Batch:
+        """Batch `step` of `data` (demonstrations or a source): a pure function of (key, step),
+        sharded over the mesh's data axis."""
+        batch = self._source(data)(key, step, self.spec.train.batch_size)
         return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh))
 
     def _grads(self, model, batch: Batch, dual):
@@ -173,12 +175,13 @@ class Trainer:
             new = eqx.tree_at(lambda s: (s.step, s.skipped), new, (step, state.skipped + (~finite).astype(jnp.int32)))
         return new, loss, finite
 
-    def _chunk(self, state: TrainState, demos: Demonstrations, key, n: int):
+    def _chunk(self, state: TrainState, data, key, n: int):
+        """`n` steps drawing from `data` (demonstrations or a source), one scanned program."""
         arrays, static = eqx.partition(state, eqx.is_array)
 
         def one_step(arrays, _):
             state = eqx.combine(arrays, static)
-            new, loss, finite = self._update(state, self._sample(demos, key, state.step))
+            new, loss, finite = self._update(state, self._sample(data, key, state.step))
             return eqx.filter(new, eqx.is_array), (loss, finite)
 
         arrays, (losses, finite) = jax.lax.scan(one_step, arrays, None, length=n)
@@ -191,7 +194,7 @@ class Trainer:
     # ------------------------------------------------------------------ the host loop
     def fit(
         self,
-        train: Demonstrations,
+        train: Demonstrations | list[Phase],
         validation: Demonstrations | None,
         workdir: Path,
         deadline: float | None = None,
@@ -199,7 +202,9 @@ class Trainer:
         warn: Callable[[str], None] = print,
     ) -> TrainState:
         """Train to `spec.train.steps` (or an early stop), resuming from `workdir`'s newest
-        intact checkpoint. `self.summary` then says how it ended; `final_model` gives the model."""
+        intact checkpoint. `train` is the training demonstrations (phases built from the spec's
+        curriculum) or the phases themselves (online mode). `self.summary` then says how it
+        ended; `final_model` gives the model."""
         tspec = self.spec.train
         model_key, data_key = jax.random.split(jax.random.PRNGKey(self.spec.seed))
         state = self.init(model_key)
@@ -213,7 +218,9 @@ class Trainer:
         log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard)
 
         rep = replicated(self.mesh)
-        train = _put(train, rep)
+        phases = train if isinstance(train, list) else build_phases(self.spec, train)
+        phases = [dataclasses.replace(p, source=_put(p.source, rep)) for p in phases]
+        phase = None
         val = None
         if validation is not None and validation.n_demos:
             val = _put(_head(validation, 512), rep)
@@ -222,9 +229,13 @@ class Trainer:
         on_chunk(step, float("nan"))
         try:
             while step < tspec.steps and not early.stopped:
-                n = min(self.chunk - step % self.chunk, tspec.steps - step)
+                if phase is None or step >= phase.stop:
+                    phase = phase_at(phases, step)
+                    if len(phases) > 1:
+                        warn(f"curriculum stage {phase.index + 1}/{len(phases)} from step {step}: {phase.description}")
+                n = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
                 started = time.perf_counter()
-                new_state, losses, finite = self._chunk_fn(state, train, data_key, n)
+                new_state, losses, finite = self._chunk_fn(state, phase.source, data_key, n)
                 losses, finite = np.asarray(losses), np.asarray(finite)
                 elapsed = time.perf_counter() - started
                 bad = [step + 1 + int(i) for i in np.flatnonzero(~finite)]
@@ -241,7 +252,8 @@ class Trainer:
                     )
                 state, step = new_state, step + n
                 if step % tspec.log_every == 0 or step == tspec.steps:
-                    self._log(log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir)
+                    extra = {"phase": phase.index} if len(phases) > 1 else {}
+                    self._log(log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir, extra)
                 on_chunk(step, float(losses[-1]))
                 out_of_time = deadline is not None and time.time() > deadline
                 if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time or early.stopped:
@@ -271,7 +283,7 @@ class Trainer:
             self.summary.update(best_step=early.best_step, best_val_loss=early.best)
         return state
 
-    def _log(self, log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir) -> None:
+    def _log(self, log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir, extra) -> None:
         tspec = self.spec.train
         good = losses[finite]
         record = {
@@ -281,6 +293,7 @@ class Trainer:
             "time_s": elapsed,
             "examples_per_s": n * tspec.batch_size / max(elapsed, 1e-9),
             "lr": learning_rate(tspec, step),
+            **extra,
         }
         if tspec.on_nonfinite == "skip":
             record["skipped"] = int(state.skipped)
@@ -308,12 +321,6 @@ class Trainer:
         return state.eval_model
 
 
-def learning_rate(tspec, step: int) -> float:
-    """The optimizer's learning rate at `step` (host side, for the log)."""
-    lr = tspec.optimizer.lr
-    return float(lr if isinstance(lr, (int, float)) else lr.build(tspec.steps)(step))
-
-
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
@@ -334,52 +341,6 @@ def _bf16_inputs_supported(model_spec) -> bool:
     except NotImplementedError:
         return False
     return True
-
-
-def _fault_injection(step: int) -> None:
-    """Tests kill the process right after checkpoint `step` to prove that resume is exact."""
-    if os.environ.get("ACBO_TEST_KILL_AFTER_CHECKPOINT") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def augment(batch: Batch, key) -> Batch:
-    """Label-preserving noise against memorising 100 graphs: flip each variable's sign (parents
-    do not depend on it) and drop a fifth of the observational rows (a bootstrap-like resample)."""
-    k1, k2 = jax.random.split(key)
-    b, n, d, _ = batch.x.shape
-    sign = jnp.where(jax.random.bernoulli(k1, 0.5, (b, 1, d)), -1.0, 1.0)
-    x = batch.x.at[..., 0].multiply(sign)
-    observational = batch.x[..., 1].max(-1) == 0
-    keep = jax.random.bernoulli(k2, 0.8, (b, n)) | ~observational
-    return eqx.tree_at(lambda t: (t.x, t.row_mask), batch, (x, batch.row_mask & keep))
-
-
-def _put(tree, sharding):
-    """device_put the arrays of a pytree that also holds functions and static fields."""
-    arrays, static = eqx.partition(tree, eqx.is_array)
-    return eqx.combine(jax.device_put(arrays, sharding), static)
-
-
-def _head(demos: Demonstrations, n: int) -> Demonstrations:
-    """The first `n` demonstrations (a fixed validation subset)."""
-    return eqx.tree_at(
-        lambda d: (d.demo_graph, d.demo_k, d.expert),
-        demos,
-        (demos.demo_graph[:n], demos.demo_k[:n], demos.expert[:n]),
-    )
-
-
-def save_model(path: Path, model) -> str:
-    import io
-
-    buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, model)
-    return write_atomic(path, buf.getvalue())
-
-
-def load_model(path: Path, model_spec):
-    like = model_spec.build(jax.random.PRNGKey(0))
-    return eqx.tree_deserialise_leaves(path, like)
 
 
 __all__ = ["Trainer", "TrainState", "TrainingStopped", "save_model", "load_model", "select_devices"]

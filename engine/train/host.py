@@ -1,0 +1,54 @@
+"""Host-side helpers of the training loop: model files, device placement, the learning rate
+for the log, the validation subset, and the tests' fault injection."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import equinox as eqx
+import jax
+
+from engine.data.demos import Demonstrations
+from engine.registry import write_atomic
+
+
+def learning_rate(tspec, step: int) -> float:
+    """The optimizer's learning rate at `step` (host side, for the log)."""
+    lr = tspec.optimizer.lr
+    return float(lr if isinstance(lr, (int, float)) else lr.build(tspec.steps)(step))
+
+
+def _fault_injection(step: int) -> None:
+    """Tests kill the process right after checkpoint `step` to prove that resume is exact."""
+    if os.environ.get("ACBO_TEST_KILL_AFTER_CHECKPOINT") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _put(tree, sharding):
+    """device_put the arrays of a pytree that also holds functions and static fields."""
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, sharding), static)
+
+
+def _head(demos: Demonstrations, n: int) -> Demonstrations:
+    """The first `n` demonstrations (a fixed validation subset)."""
+    return eqx.tree_at(
+        lambda d: (d.demo_graph, d.demo_k, d.expert),
+        demos,
+        (demos.demo_graph[:n], demos.demo_k[:n], demos.expert[:n]),
+    )
+
+
+def save_model(path: Path, model) -> str:
+    import io
+
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, model)
+    return write_atomic(path, buf.getvalue())
+
+
+def load_model(path: Path, model_spec):
+    like = model_spec.build(jax.random.PRNGKey(0))
+    return eqx.tree_deserialise_leaves(path, like)

@@ -1,0 +1,120 @@
+"""Where each training step's batch comes from: fixed demonstrations or fresh simulations, per
+curriculum phase.
+
+A source is an Equinox module called inside the jitted step as `source(key, step, batch_size)`;
+its batch is a pure function of (key, step), which is what makes a resume exact. A `Phase` is a
+curriculum stage resolved for the run: its [start, stop) steps and its source. Phases have
+differently shaped data (graph sizes pad to each stage's largest), so the trainer compiles one
+chunk function per phase and never lets a chunk cross a phase boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Int
+
+from engine.data.demos import Batch, Demonstrations, gather
+from engine.data.online import simulated_batch
+
+
+class DemoSource(eqx.Module):
+    """Uniform draws (with replacement) from the demonstrations `pool` (all when None)."""
+
+    demos: Demonstrations
+    pool: Int[Array, " P"] | None = None
+    augment: bool = eqx.field(static=True, default=True)
+
+    def __call__(self, key, step, batch_size: int) -> Batch:
+        key = jax.random.fold_in(key, step)
+        size = self.demos.demo_graph.shape[0] if self.pool is None else self.pool.shape[0]
+        idx = jax.random.randint(key, (batch_size,), 0, size)
+        batch = gather(self.demos, idx if self.pool is None else self.pool[idx])
+        return augment(batch, jax.random.fold_in(key, 1)) if self.augment else batch
+
+
+class OnlineSource(eqx.Module):
+    """`batch_size` fresh graphs per step from a Simulator, simulated inside the step."""
+
+    simulator: object = eqx.field(static=True)
+
+    def __call__(self, key, step, batch_size: int) -> Batch:
+        return simulated_batch(self.simulator, jax.random.fold_in(key, step), batch_size)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Curriculum stage `index` over steps [start, stop), drawing from `source`."""
+
+    index: int
+    start: int
+    stop: int
+    source: eqx.Module
+    description: str
+
+
+def augment(batch: Batch, key) -> Batch:
+    """Label-preserving noise against memorising 100 graphs: flip each variable's sign (parents
+    do not depend on it) and drop a fifth of the observational rows (a bootstrap-like resample)."""
+    k1, k2 = jax.random.split(key)
+    b, n, d, _ = batch.x.shape
+    sign = jnp.where(jax.random.bernoulli(k1, 0.5, (b, 1, d)), -1.0, 1.0)
+    x = batch.x.at[..., 0].multiply(sign)
+    observational = batch.x[..., 1].max(-1) == 0
+    keep = jax.random.bernoulli(k2, 0.8, (b, n)) | ~observational
+    return eqx.tree_at(lambda t: (t.x, t.row_mask), batch, (x, batch.row_mask & keep))
+
+
+def _describe(scm_spec) -> str:
+    sizes = scm_spec.sizes
+    size = f"{min(sizes)}-{max(sizes)}" if len(sizes) > 1 else str(sizes[0])
+    mechs = "+".join(m.kind for m in scm_spec.mechanism)
+    return f"{size} nodes, {mechs}"
+
+
+def build_phases(spec, train: Demonstrations | None = None) -> list[Phase]:
+    """The run's phases: one per `[[train.curriculum]]` stage (one for the whole run without).
+
+    Online mode simulates each stage's [scm]; fixed mode draws from `train`, restricted to the
+    demonstrations whose graphs have the stage's sizes when the stage sets `n_nodes`.
+    """
+    tspec = spec.train
+    stages = tspec.curriculum or [None]
+    out = []
+    for i, ((start, stop), stage) in enumerate(zip(tspec.phase_bounds(), stages)):
+        scm_spec = spec.scm if stage is None else stage.scm(spec.scm)
+        if spec.data.mode == "online":
+            from engine.scm.simulator import Simulator
+
+            source = OnlineSource(Simulator(scm_spec))
+            out.append(Phase(i, start, stop, source, "online: " + _describe(scm_spec)))
+            continue
+        if train is None:
+            raise ValueError("data.mode = \"fixed\" trains on demonstrations: none were given")
+        pool = None
+        if stage is not None and stage.n_nodes is not None:
+            n_vars = np.asarray(train.var_mask).sum(1)[np.asarray(train.demo_graph)]
+            pool = np.flatnonzero(np.isin(n_vars, scm_spec.sizes)).astype(np.int32)
+            if pool.size == 0:
+                raise ValueError(
+                    f"train.curriculum[{i}]: no training demonstrations of graphs with "
+                    f"{scm_spec.sizes} nodes (the training split has sizes "
+                    f"{sorted(set(n_vars.tolist()))})"
+                )
+            pool = jnp.asarray(pool)
+        source = DemoSource(train, pool, tspec.augment)
+        n = train.n_demos if pool is None else int(pool.shape[0])
+        out.append(Phase(i, start, stop, source, f"{n} demonstrations, {_describe(scm_spec)}"))
+    return out
+
+
+def phase_at(phases: list[Phase], step: int) -> Phase:
+    """The phase that step `step` (0-based, the update about to be made) belongs to."""
+    for phase in phases:
+        if phase.start <= step < phase.stop:
+            return phase
+    return phases[-1]
