@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from engine.scm import fastrand
 from engine.scm.params import draw
 from engine.spec import scm as S
 
@@ -74,7 +75,7 @@ class RffMech(eqx.Module):
     active: Float[Array, " d"]
 
     def __call__(self, xt, j):
-        return self.active[j] * (jnp.cos(xt.T @ self.omega[j] + self.phase[j]) @ self.amp[j]) + \
+        return self.active[j] * (fastrand.cos(xt.T @ self.omega[j] + self.phase[j]) @ self.amp[j]) + \
             self.bias[j]
 
 
@@ -105,10 +106,10 @@ def build_mechanism(spec, key, G: Float[Array, "d d"]):
     if isinstance(spec, S.Rff):
         m = spec.features
         ls = draw(spec.lengthscale, ks[0], (d, 1, 1))
-        omega = jax.random.normal(ks[1], (d, d, m)) / ls * G.T[:, :, None]
-        phase = jax.random.uniform(ks[2], (d, m), maxval=2 * math.pi)
+        omega = fastrand.normal(ks[1], (d, d, m)) / ls * G.T[:, :, None]
+        phase = fastrand.uniform(ks[2], (d, m), 0.0, 2 * math.pi)
         out = draw(spec.output_scale, ks[3], (d, 1))
-        amp = out * math.sqrt(2.0 / m) * jax.random.normal(ks[4], (d, m))
+        amp = out * math.sqrt(2.0 / m) * fastrand.normal(ks[4], (d, m))
         return RffMech(omega, phase, amp, draw(spec.bias, ks[5], (d,)), active)
     raise TypeError(f"no per-node mechanism for kind {spec.kind!r}")
 
@@ -125,13 +126,13 @@ class NoiseMech(eqx.Module):
 
     def standard(self, key, shape) -> Array:
         if self.kind == "gaussian":
-            return jax.random.normal(key, shape)
+            return fastrand.normal(key, shape)
         if self.kind == "laplace":
-            return jax.random.laplace(key, shape)
+            return fastrand.laplace(key, shape)
         if self.kind == "cauchy":
-            return jax.random.cauchy(key, shape)
+            return fastrand.cauchy(key, shape)
         if self.kind == "uniform":
-            return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+            return fastrand.uniform(key, shape, -1.0, 1.0)
         return jax.random.t(key, self.df, shape)
 
     def scale_of(self, xt: Float[Array, "d n"], j) -> Float[Array, " n"] | Array:

@@ -57,7 +57,7 @@ class Simulator:
         self.n_slots = spec.n_intervened(self.d)
         self.n_int = spec.interventions.rows_per_node * self.n_slots
         self._prepare_files()
-        self._batch = jax.jit(jax.vmap(self.one))
+        self._batch = jax.jit(self._many, static_argnums=1)
 
     # ------------------------------------------------------------------ fixed graphs
     def _prepare_files(self) -> None:
@@ -210,7 +210,7 @@ class Simulator:
 
             obs, (clipped, failed) = simulate_cells(scm, ko, no, zeros)
         else:
-            obs = scm.sample(ko, no, zeros)
+            obs = scm.observational(ko, self.n_obs)
         if self.spec.standardize:
             loc = jnp.where(scm.var_mask, obs.mean(0), 0.0)
             sd = obs.std(0)
@@ -226,9 +226,13 @@ class Simulator:
         return scm, data, Diagnostics(nonfinite.astype(jnp.int32), clipped, failed)
 
     # ------------------------------------------------------------------ batches
+    def _many(self, key, n_graphs: int):
+        # Splitting inside the jit: an eager split costs more than simulating small graphs.
+        return jax.vmap(self.one)(jax.random.split(key, n_graphs))
+
     def with_diagnostics(self, key, n_graphs: int) -> tuple[SCM, Dataset, Diagnostics]:
         """Like __call__, plus per-graph Diagnostics; never raises."""
-        return self._batch(jax.random.split(key, n_graphs))
+        return self._batch(key, n_graphs)
 
     def __call__(self, key, n_graphs: int) -> tuple[SCM, Dataset]:
         """`n_graphs` SCMs and datasets, batched over a leading graph axis. Raises
