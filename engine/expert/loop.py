@@ -2,9 +2,10 @@
 
 One graph at a time: the number of surviving parent sets decides the surrogate's shape, so the
 trial loop is Python around jitted pieces (posterior update, surrogate tables, acquisition,
-SCM sampling). Shapes are bucketed (sets to a power of two, data rows to n_int + n_trials) so
-graphs of one padded size reuse the compiled code. Graphs run in parallel as processes
-(`engine.expert.runner.run_graphs`).
+SCM sampling). Shapes are fixed per (d, spec) wherever possible, so episodes reuse the compiled
+code: surviving sets are padded to `set_bucket` (at least SET_FLOOR), the per-variable slots to
+a power of two, data rows to n_int + n_trials, and the intervened variable is a traced index.
+Graphs run in parallel as processes (`engine.expert.runner.run_graphs`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def _bucket(n: int) -> int:
     return 1 << max(0, int(np.ceil(np.log2(max(n, 1)))))
 
 
+SET_FLOOR = 64  # surviving sets are padded to at least this many (or to all candidate sets)
+
+
+def set_bucket(n_alive: int, n_sets: int) -> int:
+    """Padded set count: one compiled shape for every episode with at most SET_FLOOR survivors.
+
+    The per-trial cost grows with the slots per variable, not with this padding."""
+    return max(_bucket(n_alive), min(_bucket(n_sets), SET_FLOOR))
+
+
 def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> Trajectory:
     """One graph: posterior over D_I (parent_scale), then `spec.n_trials` trials of `kind`."""
     kind = kind or spec.kind
@@ -99,12 +110,12 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
 
     if kind != "random" and T > 0:
         alive = np.flatnonzero(probs[-1] > 0)
-        B = _bucket(len(alive))
-        idx = np.concatenate([alive, np.full(B - len(alive), alive[0])])
-        tables = _fit_tables(obs, scm.target, jnp.asarray(sets_np[idx]), spec.gp_fit_steps)
-        held = np.where(np.arange(B)[:, None] < len(alive), sets_np[idx], -1)
-        m = _bucket(max(1, max(int((held == v).sum()) for v in range(d))))
-        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, m))
+        B = set_bucket(len(alive), len(sets_np))
+        tables = _fit_tables(obs, scm.target, jnp.asarray(sets_np[alive]), spec.gp_fit_steps, n_pad=B)
+        held = np.concatenate([sets_np[alive], np.full((B - len(alive), sets_np.shape[1]), -1, np.int32)])
+        count = max(int((held == v).sum()) for v in range(d))
+        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, _bucket(count)))
+        memb_alive = np.asarray(S.membership(jnp.asarray(held), d)) > 0
 
     y_obs = float(obs_np[:, target].mean())
     new_rows, new_masks = [], []
@@ -116,15 +127,15 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
             v = int(jax.random.choice(k_v, jnp.asarray(np.flatnonzero(ok))))
             x = float(jax.random.uniform(k_x, minval=lo[v], maxval=hi[v]))
         else:
-            w = np.where(np.arange(B) < len(alive), probs[-1][idx], 0.0).astype(np.float32)
-            explore = S.membership(jnp.asarray(sets_np[idx][w > 0]), d).sum(0) > 0
-            explore = np.asarray(explore) & ok
+            w = np.zeros(B, np.float32)
+            w[: len(alive)] = probs[-1][alive]
+            explore = memb_alive[w > 0].any(0) & ok
             y_best = min([y_obs] + t_y)
             v, x, _ = _acquire(tables, slots, jnp.asarray(w), jnp.asarray(explore), jnp.asarray(xs), jnp.asarray(ys),
                                jnp.asarray(row_var), lo, hi, jnp.asarray(y_best, jnp.float32),
                                spec.n_anchors, spec.opt_steps, spec.gp_fit_steps)
             v, x = int(v), float(x)
-        y_t, row = _outcome(scm, kt, v, jnp.asarray(x, jnp.float32), spec.outcome_samples)
+        y_t, row = _outcome(scm, kt, jnp.asarray(v, jnp.int32), jnp.asarray(x, jnp.float32), spec.outcome_samples)
         y_t = float(y_t)
         mask = np.arange(d) == v
         if kind == "parent_scale":

@@ -49,90 +49,149 @@ def set_inputs(obs, sets):
     return jnp.transpose(ext[:, sets], (1, 0, 2))
 
 
+HYPER_CHUNK = 8  # sets per compiled hyper-parameter fit (the grid is vmapped inside)
+
+
 @jax.jit
 def _fit_set_hypers(obs, target, sets):
+    """Grid ML-II of the set GPs on D_O: sets [C, k] -> GPHyper with [C] leaves."""
     y = obs[:, target]
     ones = jnp.ones((obs.shape[0],), bool)
     return jax.vmap(lambda x: fit_hyper_grid(x, y - jnp.mean(y), ones))(set_inputs(obs, sets))
 
 
-def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, rank: int | None = None) -> DoTables:
-    """Fit the set GPs on D_O (ML-II, vmapped over sets) and tabulate their do-effect factors.
+def fit_set_hypers(obs, target, sets, fit_steps: int = 0):
+    """Hyper-parameters of every set's GP: sets [B, k] -> GPHyper with [B] leaves.
 
-    The tables are built once per episode in float64 (numpy): K^-1 and the eigen-factors.
+    Vmapped over chunks of HYPER_CHUNK sets and a power-of-two remainder, so the compiled
+    shapes are few (log2 HYPER_CHUNK + 1) and no padded set is fitted.
+    """
+    import numpy as np
+
+    sets = np.asarray(sets, np.int32)
+    B = sets.shape[0]
+    # chunks of HYPER_CHUNK, then the remainder in powers of two: no padded work, few shapes
+    sizes = [HYPER_CHUNK] * (B // HYPER_CHUNK) + [1 << i for i in reversed(range(8)) if (B % HYPER_CHUNK) >> i & 1]
+    starts = np.cumsum([0] + sizes)
+    parts = [_fit_set_hypers(obs, target, jnp.asarray(sets[a:b])) for a, b in zip(starts[:-1], starts[1:])]
+    hyps = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+    if fit_steps:
+        n = obs.shape[0]
+        y = obs[:, target]
+        hyps = jax.jit(jax.vmap(lambda x, h: fit_hyper(x, y - jnp.mean(y), jnp.ones(n, bool), jnp.zeros(n), fit_steps, init=h)))(
+            set_inputs(obs, jnp.asarray(sets)), hyps)
+    return hyps
+
+
+def psd_factor(q):
+    """F [..., n, n] with q = F^T F for symmetric PSD q [..., n, n] (float64).
+
+    Cholesky with a jitter relative to the largest diagonal entry (1e-12, raised until it
+    succeeds); a^T q a is then ||F a||^2, a sum of squares that float32 evaluates stably.
+    """
+    import numpy as np
+
+    q = 0.5 * (q + np.swapaxes(q, -1, -2))
+    eye = np.eye(q.shape[-1])
+    scale = np.maximum(np.max(np.diagonal(q, axis1=-2, axis2=-1), -1), 1e-300)[..., None, None]
+    for jitter in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4):
+        try:
+            return np.swapaxes(np.linalg.cholesky(q + jitter * scale * eye), -1, -2)
+        except np.linalg.LinAlgError:
+            continue
+    mu, u = np.linalg.eigh(q)
+    return np.sqrt(np.maximum(mu, 0.0))[..., :, None] * np.swapaxes(u, -1, -2)
+
+
+def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, n_pad: int | None = None) -> DoTables:
+    """Fit the set GPs on D_O (ML-II) and tabulate their do-effect factors.
+
+    The tables are built once per episode in float64 numpy, batched over sets: K^-1 and the
+    PSD factors of Q (see DoTables). `n_pad` >= B pads the set axis with inert sets (flat,
+    never referenced by `set_slots` of real sets) so that episodes share one compiled shape.
     """
     import numpy as np
 
     n, d = obs.shape
-    hyps = _fit_set_hypers(obs, target, sets)
-    if fit_steps:
-        y = obs[:, target]
-        xs = set_inputs(obs, sets)
-        hyps = jax.jit(jax.vmap(lambda x, h: fit_hyper(x, y - jnp.mean(y), jnp.ones(n, bool), jnp.zeros(n), fit_steps, init=h)))(xs, hyps)
+    sets_np = np.asarray(sets, np.int32)
+    B, k = sets_np.shape
+    hyps = fit_set_hypers(obs, target, sets_np, fit_steps)
     obs64 = np.asarray(obs, np.float64)
     y = obs64[:, int(target)]
     ybar = y.mean()
     ext = np.concatenate([obs64, np.zeros((n, 1))], 1)
-    sets_np = np.asarray(sets)
-    B, k = sets_np.shape
-    r = n if rank is None else min(rank, n)
-    s2s, il2s = np.exp(np.asarray(hyps.log_var, np.float64)), np.exp(-2 * np.asarray(hyps.log_len, np.float64))
-    noises = 1e-4 + np.exp(np.asarray(hyps.log_noise, np.float64))
-    fm, fv = np.zeros(B), np.zeros(B)
-    wm, qf = np.zeros((B, k, n)), np.zeros((B, k, r, n))
-    for b in range(B):
-        x_s = ext[:, sets_np[b]]
-        s2, il2 = s2s[b], il2s[b]
-        kern = s2 * np.exp(-0.5 * il2 * ((x_s[:, None] - x_s[None]) ** 2).sum(-1))
-        kinv = np.linalg.inv(kern + noises[b] * np.eye(n))
-        alpha = kinv @ (y - ybar)
-        for slot in range(k + 1):
-            xo = x_s.copy()
-            if slot:
-                xo[:, slot - 1] = 0.0
-            c = np.exp(-0.5 * il2 * ((xo[:, None] - xo[None]) ** 2).sum(-1))
-            q = s2**2 * kinv * (c.T @ c / n)
-            wmean = s2 * c.mean(0) * alpha
-            if slot == 0:
-                fm[b], fv[b] = ybar + wmean.sum(), s2 - q.sum()
-                continue
-            mu, u = np.linalg.eigh(0.5 * (q + q.T))
-            top = np.argsort(mu)[::-1][:r]
-            wm[b, slot - 1] = wmean
-            qf[b, slot - 1] = np.sqrt(np.maximum(mu[top], 0.0))[:, None] * u[:, top].T
+    s2 = np.exp(np.asarray(hyps.log_var, np.float64))
+    il2 = np.exp(-2 * np.asarray(hyps.log_len, np.float64))
+    noise = 1e-4 + np.exp(np.asarray(hyps.log_noise, np.float64))
+    x_s = np.transpose(ext[:, sets_np], (1, 0, 2))  # [B, n, k]
+    d2_col = (x_s[:, :, None, :] - x_s[:, None, :, :]) ** 2  # [B, n, n, k]
+    d2 = d2_col.sum(-1)
+    kinv = np.linalg.inv(s2[:, None, None] * np.exp(-0.5 * il2[:, None, None] * d2) + noise[:, None, None] * np.eye(n))
+    alpha = np.einsum("bij,j->bi", kinv, y - ybar)
+    # slot 0: all inputs kept (the flat do-effect); slot j: input j replaced by x (its column zeroed)
+    d2_slots = np.concatenate([d2[:, None], d2[:, None] - np.moveaxis(d2_col, -1, 1)], 1)  # [B, k+1, n, n]
+    c = np.exp(-0.5 * il2[:, None, None, None] * d2_slots)  # [B, k+1, n, n], symmetric
+    q = (s2**2)[:, None, None, None] * kinv[:, None] * (c @ c / n)
+    wmean = s2[:, None, None] * c.mean(2) * alpha[:, None]  # [B, k+1, n]
+    fm = ybar + wmean[:, 0].sum(-1)
+    fv = s2 - q[:, 0].sum((-1, -2))
+    qf = psd_factor(q[:, 1:])  # [B, k, n, n]
+    wm = wmean[:, 1:]
+    if n_pad is not None and n_pad > B:
+        extra = n_pad - B
+        padb = lambda a, v=0.0: np.concatenate([a, np.full((extra,) + a.shape[1:], v, a.dtype)])  # noqa: E731
+        s2, il2, fm, fv, wm, qf = padb(s2, 1.0), padb(il2, 1.0), padb(fm, ybar), padb(fv, 1.0), padb(wm), padb(qf)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    return DoTables(f32(s2s), f32(il2s), f32(obs64), f32(fm), f32(np.maximum(fv, 1e-10)), f32(wm), f32(qf), f32(ybar))
+    return DoTables(f32(s2), f32(il2), f32(obs64), f32(fm), f32(np.maximum(fv, 1e-10)), f32(wm), f32(qf), f32(ybar))
 
 
-def set_slots(sets, d: int, m: int):
+SLOT_CHUNK = 4  # (set, slot) pairs evaluated together; a variable's chunks beyond its count are skipped
+
+
+def set_slots(sets, d: int, m: int, chunk: int = SLOT_CHUNK):
     """For every variable v the (set, slot) pairs with sets[b, slot] == v, padded to m.
 
-    Returns (b [d, m], slot [d, m], ok [d, m]) as numpy arrays (padding: b = B, dropped).
+    Returns numpy (b [d, C, c], slot [d, C, c], ok [d, C, c]) with c = min(chunk, m) and
+    C = ceil(m / c) chunks (padding: b = B, dropped). A variable held by few sets costs one
+    chunk even when another variable is held by many.
     """
     import numpy as np
 
     sets = np.asarray(sets)
-    b_idx = np.full((d, m), sets.shape[0], np.int32)
-    s_idx = np.zeros((d, m), np.int32)
+    c = min(chunk, m)
+    n_chunks = -(-m // c)
+    b_idx = np.full((d, n_chunks * c), sets.shape[0], np.int32)
+    s_idx = np.zeros((d, n_chunks * c), np.int32)
     for v in range(d):
         bb, ss = np.nonzero(sets == v)
         b_idx[v, : len(bb)], s_idx[v, : len(bb)] = bb[:m], ss[:m]
-    return b_idx, s_idx, b_idx < sets.shape[0]
+    shape = (d, n_chunks, c)
+    return b_idx.reshape(shape), s_idx.reshape(shape), (b_idx < sets.shape[0]).reshape(shape)
 
 
 def do_effects(t: DoTables, slots, v: Int[Array, ""], x: Float[Array, ""]):
     """Row-averaged do-effect of X_v = x under every set: (mean [B], var [B]).
 
-    Sets without v are flat; only the sets holding v (slots[.][v]) are evaluated.
+    Sets without v are flat; only the sets holding v (slots[.][v]) are evaluated, chunk by
+    chunk, and chunks with no real pair are skipped (lax.cond on v only, so vmap over x keeps it).
     """
     b_all, s_all, ok_all = slots
-    b, sl, ok = b_all[v], s_all[v], ok_all[v]
-    bs = jnp.where(ok, b, 0)
-    a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[bs][:, None])  # [m, n]
-    mean_v = t.ybar + jnp.sum(a * t.wmean[bs, sl], -1)
-    var_v = t.s2[bs] - jnp.sum(jnp.einsum("mrn,mn->mr", t.qfac[bs, sl], a) ** 2, -1)
-    mean = t.flat_mean.at[b].set(mean_v, mode="drop")
-    var = t.flat_var.at[b].set(var_v, mode="drop")
+
+    def chunk(carry, inp):
+        b, sl, ok = inp
+
+        def compute(mv):
+            mean, var = mv
+            bs = jnp.where(ok, b, 0)
+            a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[bs][:, None])  # [c, n]
+            mean_v = t.ybar + jnp.sum(a * t.wmean[bs, sl], -1)
+            var_v = t.s2[bs] - jnp.sum(jnp.einsum("mrn,mn->mr", t.qfac[bs, sl], a) ** 2, -1)
+            return mean.at[b].set(mean_v, mode="drop"), var.at[b].set(var_v, mode="drop")
+
+        return jax.lax.cond(jnp.any(ok), compute, lambda mv: mv, carry), None
+
+    init = (t.flat_mean + 0.0 * x, t.flat_var + 0.0 * x)
+    (mean, var), _ = jax.lax.scan(chunk, init, (b_all[v], s_all[v], ok_all[v]))
     return mean, jnp.maximum(var, 1e-10)
 
 
@@ -187,15 +246,18 @@ def acquire(
         x0 = anchors[jnp.argmax(vals)]
         step = (hi[v] - lo[v]) / n_anchors
 
-        def ascend(carry, _):
-            x, best_x, best_val = carry
-            g = jax.grad(ei)(x)
-            x = jnp.clip(x + step * jnp.sign(g), lo[v], hi[v])
-            val = ei(x)
-            better = val > best_val
-            return (x, jnp.where(better, x, best_x), jnp.where(better, val, best_val)), None
+        def slope(x):
+            # forward mode: x is a scalar, and no residuals (the do-effect factors) are stored
+            return jax.jvp(ei, (x,), (jnp.ones_like(x),))
 
-        (_, bx, bv), _ = jax.lax.scan(ascend, (x0, x0, jnp.max(vals)), None, length=opt_steps)
+        def ascend(carry, _):
+            x, g, best_x, best_val = carry
+            x = jnp.clip(x + step * jnp.sign(g), lo[v], hi[v])
+            val, g = slope(x)  # the value here, the derivative for the next step
+            better = val > best_val
+            return (x, g, jnp.where(better, x, best_x), jnp.where(better, val, best_val)), None
+
+        (_, _, bx, bv), _ = jax.lax.scan(ascend, (x0, slope(x0)[1], x0, jnp.max(vals)), None, length=opt_steps)
         return bx, bv
 
     skip = lambda v: (lo[v], jnp.asarray(-jnp.inf))  # noqa: E731
