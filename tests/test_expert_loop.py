@@ -53,12 +53,13 @@ def test_do_effects_match_row_average_of_gp_predictions():
     obs[:, 3] = 1.5 * obs[:, 0] - obs[:, 1] + 0.3 * rng.normal(size=n)
     sets = np.array([[0, 1], [1, -1], [2, -1]], np.int32)
     t = fit_do_tables(jnp.asarray(obs), jnp.asarray(3), jnp.asarray(sets), 0)
+    effects = jax.jit(do_effects)
     slots = tuple(jnp.asarray(a) for a in set_slots(sets, d, 2))
     y = obs[:, 3]
     ybar = y.mean()
     for b, s in enumerate(sets):
         cols = [c for c in s if c >= 0]
-        hyp = GPHyper(jnp.log(t.s2[b]), -0.5 * jnp.log(t.inv_len2[b]), fit_hyper_grid(
+        hyp = GPHyper(jnp.log(t.s2[b]), -0.5 * jnp.log(t.inv_len2[b]), jax.jit(fit_hyper_grid)(
             jnp.asarray(obs[:, cols]), jnp.asarray(y - ybar), jnp.ones(n, bool)).log_noise)
         xs = np.concatenate([obs[:, cols], np.zeros((n, 2 - len(cols)), np.float32)], 1)
         post = GPPosterior.fit(hyp, jnp.asarray(xs), jnp.asarray(y - ybar), jnp.ones(n, bool), jnp.zeros(n))
@@ -67,8 +68,8 @@ def test_do_effects_match_row_average_of_gp_predictions():
                 z = obs.copy()
                 z[:, v] = x
                 zs = np.concatenate([z[:, cols], np.zeros((n, 2 - len(cols)), np.float32)], 1)
-                m, var = post.predict(jnp.asarray(zs))
-                got_m, got_v = do_effects(t, slots, jnp.asarray(v), jnp.asarray(x, jnp.float32))
+                m, var = jax.jit(GPPosterior.predict)(post, jnp.asarray(zs))
+                got_m, got_v = effects(t, slots, jnp.asarray(v), jnp.asarray(x, jnp.float32))
                 assert float(got_m[b]) == pytest.approx(ybar + float(m.mean()), abs=2e-3)
                 assert float(got_v[b]) == pytest.approx(float(var.mean()), abs=2e-3, rel=2e-2)
 
