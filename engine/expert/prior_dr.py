@@ -38,9 +38,11 @@ def _train_and_predict(key, x_fit, y, in_train, x_pred, prior: Any):
     order = jnp.argsort(jnp.where(in_train, jax.random.uniform(k_split, (n,)), 2.0))
     n_train = jnp.sum(in_train)
     n_fit = jnp.floor(0.8 * n_train).astype(jnp.int32)
-    rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n))
-    val_mask = (rank >= n_fit) & (rank < n_train)
     L = int(0.8 * (n - n // prior.n_folds))  # static bound on the fit rows (largest fold split)
+    # validation rows are those ranked [n_fit, n_train): at most n_val of them (static bound)
+    n_val = min(n, (n - n // prior.n_folds) - int(0.8 * (n - -(-n // prior.n_folds))) + 1)
+    val_pos = n_fit + jnp.arange(n_val)
+    val_idx, val_ok = order[jnp.minimum(val_pos, n - 1)], val_pos < n_train
     bs = prior.batch_size
     nb = -(-L // bs)
 
@@ -74,8 +76,8 @@ def _train_and_predict(key, x_fit, y, in_train, x_pred, prior: Any):
         idx = jnp.pad(order[:L][perm], (0, nb * bs - L)).reshape(nb, bs)
         valid = jnp.pad(perm < n_fit, (0, nb * bs - L)).reshape(nb, bs)
         (prm, opt, lr), _ = jax.lax.scan(batch_step, (prm, opt, lr), (idx, valid))
-        err = predict(prm, x_fit) - y
-        rmse = jnp.sqrt(jnp.sum(jnp.where(val_mask, err**2, 0.0)) / jnp.maximum(jnp.sum(val_mask), 1))
+        err = predict(prm, x_fit[val_idx]) - y[val_idx]  # validation rows only
+        rmse = jnp.sqrt(jnp.sum(jnp.where(val_ok, err**2, 0.0)) / jnp.maximum(jnp.sum(val_ok), 1))
         better = rmse < best
         best, bad = jnp.where(better, rmse, best), jnp.where(better, 0, bad + 1)
         stop = bad >= prior.patience
