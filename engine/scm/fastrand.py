@@ -42,14 +42,19 @@ def _triple32(x: UInt32[Array, "..."]) -> UInt32[Array, "..."]:
     return x ^ (x >> 14)
 
 
+def bits_at(key: jax.Array, index: UInt32[Array, "..."]) -> UInt32[Array, "..."]:
+    """Element `index` of the key's stream of uniform uint32 values (random access). The second
+    keyed round matters: with one, two keys' streams would be shifted copies of each other."""
+    k = jax.random.bits(key, (2,), jnp.uint32)
+    return _triple32(_triple32(index.astype(jnp.uint32) * jnp.uint32(_GOLDEN) + k[0]) ^ k[1])
+
+
 def bits(key: jax.Array, shape: tuple[int, ...]) -> UInt32[Array, "..."]:
     """`shape` uniformly distributed uint32 values, determined by the JAX `key`."""
-    k = jax.random.bits(key, (2,), jnp.uint32)
     size = math.prod(shape)
     if size > 2**32:
         raise ValueError(f"fastrand.bits draws at most 2**32 values per key (asked {size})")
-    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    return _triple32(_triple32(i * jnp.uint32(_GOLDEN) + k[0]) ^ k[1])
+    return bits_at(key, jax.lax.iota(jnp.uint32, size).reshape(shape))
 
 
 def _unit(b: UInt32[Array, "..."]) -> Float[Array, "..."]:
@@ -67,11 +72,19 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> Float[Array, "..."]:
     """Standard normal float32 by Box-Muller: two uniforms give two independent normals."""
     size = math.prod(shape)
     half = (size + 1) // 2
-    b = bits(key, (2, half))
-    radius = jnp.sqrt(-2.0 * jnp.log(_unit(b[0])))
-    s, c = sincos((2.0 * math.pi) * _unit(b[1]) - math.pi)
+    i = jax.lax.iota(jnp.uint32, half)  # elements i and half + i of the stream make a pair
+    radius = jnp.sqrt(-2.0 * jnp.log(_unit(bits_at(key, i))))
+    s, c = sincos((2.0 * math.pi) * _unit(bits_at(key, i + jnp.uint32(half))) - math.pi)
     z = jnp.concatenate([radius * c, radius * s])
     return z[:size].reshape(shape)
+
+
+def normal_at(key: jax.Array, index: UInt32[Array, "..."]) -> Float[Array, "..."]:
+    """Element `index` of the key's stream of standard normals (random access: a sparse subset of
+    a large array is drawn without drawing the rest; one Box-Muller pair per value)."""
+    i = index.astype(jnp.uint32) * jnp.uint32(2)
+    radius = jnp.sqrt(-2.0 * jnp.log(_unit(bits_at(key, i))))
+    return radius * cos((2.0 * math.pi) * _unit(bits_at(key, i + jnp.uint32(1))) - math.pi)
 
 
 def laplace(key: jax.Array, shape: tuple[int, ...]) -> Float[Array, "..."]:

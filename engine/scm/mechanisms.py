@@ -61,26 +61,58 @@ class MlpMech(eqx.Module):
     active: Float[Array, " d"]
 
     def __call__(self, xt, j):
-        return self.active[j] * (jnp.tanh(xt.T @ self.w1[j] + self.b1[j]) @ self.w2[j])
+        # [h, n] layout: the hidden units' axis leading is ~2x faster on CPU than [n, h]
+        return self.active[j] * (self.w2[j] @ jnp.tanh(self.w1[j].T @ xt + self.b1[j][:, None]))
 
 
 class RffMech(eqx.Module):
-    """f_j = amp[j] . cos(x @ omega[j] + phase[j]) + bias[j]: a GP draw by random Fourier features
-    (root nodes: bias only)."""
+    """f_j = amp[j] . cos(x_pa @ omega[j] + phase[j]) + bias[j]: a GP draw by random Fourier
+    features (root nodes: bias only).
 
-    omega: Float[Array, "d d m"]
+    Dense form: ``inputs`` is None and omega is [d, d, m] (zero rows for non-parents). Sparse form,
+    for batches whose in-degree is at most K: ``inputs`` [d, K] lists each node's parents (padded
+    with non-parents under zero omega rows) and omega is [d, K, m], so each step costs K, not d, rows of the
+    projection. Both forms hold the same function (omega entries are drawn by index).
+    """
+
+    omega: Float[Array, "d k m"]
     phase: Float[Array, "d m"]
     amp: Float[Array, "d m"]
     bias: Float[Array, " d"]
     active: Float[Array, " d"]
+    inputs: Array | None = None
 
     def __call__(self, xt, j):
-        return self.active[j] * (fastrand.cos(xt.T @ self.omega[j] + self.phase[j]) @ self.amp[j]) + \
-            self.bias[j]
+        x = xt if self.inputs is None else xt[self.inputs[j]]
+        # [m, n] layout: the features' axis leading is ~2x faster on CPU than [n, m]
+        feats = fastrand.cos(self.omega[j].T @ x + self.phase[j][:, None])
+        return self.active[j] * (self.amp[j] @ feats) + self.bias[j]
 
 
-def build_mechanism(spec, key, G: Float[Array, "d d"]):
-    """Draw one mechanism component's parameters for every node of graph G ([d, d] float)."""
+def _rff(spec, ks, G: Float[Array, "d d"], active, max_parents: int | None) -> RffMech:
+    d, m = G.shape[0], spec.features
+    ls = draw(spec.lengthscale, ks[0], (d, 1, 1))
+    phase = fastrand.uniform(ks[2], (d, m), 0.0, 2 * math.pi)
+    out = draw(spec.output_scale, ks[3], (d, 1))
+    amp = out * math.sqrt(2.0 / m) * fastrand.normal(ks[4], (d, m))
+    bias = draw(spec.bias, ks[5], (d,))
+    node, feat = jnp.arange(d)[:, None, None], jnp.arange(m)[None, None, :]
+    if max_parents is None:
+        inputs, edge = None, G.T[:, :, None]
+        src = jnp.arange(d)[None, :, None]
+    else:  # each node's parents first (stable), then padding pointing at variable 0
+        order = jnp.argsort(-G.T, axis=1, stable=True)[:, :max_parents]  # [d, K]
+        inputs = order
+        edge = jnp.take_along_axis(G.T, order, axis=1)[:, :, None]
+        src = order[:, :, None]
+    # omega[j, i, f] is element (j, i, f) of a dense [d, d, m] standard-normal draw
+    omega = fastrand.normal_at(ks[1], (node * d + src) * m + feat) / ls * edge
+    return RffMech(omega, phase, amp, bias, active, inputs)
+
+
+def build_mechanism(spec, key, G: Float[Array, "d d"], max_parents: int | None = None):
+    """Draw one mechanism component's parameters for every node of graph G ([d, d] float).
+    `max_parents` (static): a bound on G's in-degree that lets rff use its sparse form."""
     d = G.shape[0]
     ks = jax.random.split(key, 6)
     active = (G.sum(0) > 0).astype(jnp.float32)
@@ -104,13 +136,7 @@ def build_mechanism(spec, key, G: Float[Array, "d d"]):
         w2 = w2 * draw(spec.output_scale, ks[3], (d, 1))
         return MlpMech(w1, b1, w2, active)
     if isinstance(spec, S.Rff):
-        m = spec.features
-        ls = draw(spec.lengthscale, ks[0], (d, 1, 1))
-        omega = fastrand.normal(ks[1], (d, d, m)) / ls * G.T[:, :, None]
-        phase = fastrand.uniform(ks[2], (d, m), 0.0, 2 * math.pi)
-        out = draw(spec.output_scale, ks[3], (d, 1))
-        amp = out * math.sqrt(2.0 / m) * fastrand.normal(ks[4], (d, m))
-        return RffMech(omega, phase, amp, draw(spec.bias, ks[5], (d,)), active)
+        return _rff(spec, ks, G, active, max_parents)
     raise TypeError(f"no per-node mechanism for kind {spec.kind!r}")
 
 

@@ -57,7 +57,8 @@ class Simulator:
         self.n_slots = spec.n_intervened(self.d)
         self.n_int = spec.interventions.rows_per_node * self.n_slots
         self._prepare_files()
-        self._batch = jax.jit(self._many, static_argnums=1)
+        self._batch = jax.jit(self._many, static_argnums=(1, 2))
+        self._in_degree = jax.jit(self._max_in_degree, static_argnums=1)
 
     # ------------------------------------------------------------------ fixed graphs
     def _prepare_files(self) -> None:
@@ -128,9 +129,10 @@ class Simulator:
             ok = ok & (G.sum(1) == 0)
         return jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf)).astype(jnp.int32)
 
-    def build_scm(self, key) -> tuple[SCM, Int[Array, ""]]:
+    def build_scm(self, key, max_parents: int | None = None) -> tuple[SCM, Int[Array, ""]]:
         """Draw one SCM (graph, target, mechanisms, noise; output transform = identity) and the
-        index of the graph component it came from."""
+        index of the graph component it came from. `max_parents` (static): a bound on the
+        graph's in-degree, which lets mechanisms use sparse parent lists (same SCM either way)."""
         spec, d = self.spec, self.d
         kg, kt, km, kmi, kn, kni = jax.random.split(key, 6)
         comp, G, order, k = self.graph(kg)
@@ -146,7 +148,7 @@ class Simulator:
 
             grn = build_grn(spec.mechanism[0], km, Gf, order, var_mask)
         elif not self.all_param_files:
-            mechs = [build_mechanism(m, jax.random.fold_in(km, i), Gf)
+            mechs = [build_mechanism(m, jax.random.fold_in(km, i), Gf, max_parents)
                      for i, m in enumerate(spec.mechanism)]
             shape = (d,) if spec.mechanism_mix == "node" else ()
             mech_index = jnp.broadcast_to(pick(kmi, [m.weight for m in spec.mechanism], shape),
@@ -198,10 +200,10 @@ class Simulator:
             vals = draw(iv.value, k2, (self.n_int,))
         return mask, jnp.where(mask, vals[:, None], 0.0), row_mask
 
-    def one(self, key) -> tuple[SCM, Dataset, Diagnostics]:
-        """One graph's SCM, dataset and diagnostics."""
+    def one(self, key, max_parents: int | None = None) -> tuple[SCM, Dataset, Diagnostics]:
+        """One graph's SCM, dataset and diagnostics (`max_parents`: see build_scm)."""
         ks, ko, ki, kv = jax.random.split(key, 4)
-        scm, comp = self.build_scm(ks)
+        scm, comp = self.build_scm(ks, max_parents)
         d = self.d
         no, zeros = jnp.zeros((self.n_obs, d), bool), jnp.zeros((self.n_obs, d))
         clipped, failed = jnp.float32(0.0), jnp.bool_(False)
@@ -226,13 +228,35 @@ class Simulator:
         return scm, data, Diagnostics(nonfinite.astype(jnp.int32), clipped, failed)
 
     # ------------------------------------------------------------------ batches
-    def _many(self, key, n_graphs: int):
+    def _many(self, key, n_graphs: int, max_parents: int | None):
         # Splitting inside the jit: an eager split costs more than simulating small graphs.
-        return jax.vmap(self.one)(jax.random.split(key, n_graphs))
+        return jax.vmap(lambda k: self.one(k, max_parents))(jax.random.split(key, n_graphs))
+
+    def _max_in_degree(self, key, n_graphs: int) -> Int[Array, ""]:
+        def graph_of(k):  # the key path of one() -> build_scm() -> graph()
+            return self.graph(jax.random.split(jax.random.split(k, 4)[0], 6)[0])[1]
+
+        return jax.vmap(graph_of)(jax.random.split(key, n_graphs)).sum(1).max()
+
+    def _parent_bound(self, key, n_graphs: int) -> int | None:
+        """A static in-degree bound for this batch (a power of two, so few shapes compile), or
+        None where sparse parent lists would not pay: mechanisms whose per-node cost grows with
+        d (rff) gain d / K; the graphs are drawn twice, which costs little."""
+        if not any(isinstance(m, S.Rff) for m in self.spec.mechanism) or self.spec.uses_grn:
+            return None
+        def bucket(k) -> int:
+            return 1 << (max(int(self._in_degree(k, n_graphs)), 1) - 1).bit_length()
+
+        if not hasattr(self, "_bound"):  # first call: look ahead at 16 more batches' graphs
+            self._bound = max(bucket(jax.random.fold_in(key, 2**20 + i)) for i in range(16))
+        # Sticky: never shrinks, so a stream of batches settles on one compiled shape (the data
+        # do not depend on the bound, only the cost does).
+        self._bound = max(self._bound, bucket(key))
+        return self._bound if 2 * self._bound <= self.d else None
 
     def with_diagnostics(self, key, n_graphs: int) -> tuple[SCM, Dataset, Diagnostics]:
         """Like __call__, plus per-graph Diagnostics; never raises."""
-        return self._batch(key, n_graphs)
+        return self._batch(key, n_graphs, self._parent_bound(key, n_graphs))
 
     def __call__(self, key, n_graphs: int) -> tuple[SCM, Dataset]:
         """`n_graphs` SCMs and datasets, batched over a leading graph axis. Raises
