@@ -59,6 +59,7 @@ class Simulator:
         self._prepare_files()
         self._batch = jax.jit(self._many, static_argnums=(1, 2))
         self._in_degree = jax.jit(self._max_in_degree, static_argnums=1)
+        self._bound: int | None = None  # rff's sticky in-degree bound (see _parent_bound)
 
     # ------------------------------------------------------------------ fixed graphs
     def _prepare_files(self) -> None:
@@ -244,10 +245,11 @@ class Simulator:
         d (rff) gain d / K; the graphs are drawn twice, which costs little."""
         if not any(isinstance(m, S.Rff) for m in self.spec.mechanism) or self.spec.uses_grn:
             return None
+
         def bucket(k) -> int:
             return 1 << (max(int(self._in_degree(k, n_graphs)), 1) - 1).bit_length()
 
-        if not hasattr(self, "_bound"):  # first call: look ahead at 16 more batches' graphs
+        if self._bound is None:  # first call: look ahead at 16 more batches' graphs
             self._bound = max(bucket(jax.random.fold_in(key, 2**20 + i)) for i in range(16))
         # Sticky: never shrinks, so a stream of batches settles on one compiled shape (the data
         # do not depend on the bound, only the cost does).
