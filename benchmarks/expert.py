@@ -13,6 +13,21 @@ non-target variable with values U[-5, 5]. Prints
   graphs PARENT_SCALE ends within 1% of the oracle's best, and the mean first trial at which it
   is there.
 
+Quality is scored on the exact objective: a trial do(X_v = x) is worth E[Y | do(X_v = x)]
+(closed form for these linear SCMs), and "best after t trials" is the best exact value among the
+first t interventions. The experts' own `best_y` is the minimum of noisy estimates (each the
+mean of `outcome_samples` draws, standard error 0.03-0.2 here), which is biased low by the
+number of times a point is re-evaluated (the oracle re-evaluates the optimum most, so it
+"beats" a PARENT_SCALE run that chose the very same intervention); that count is printed too,
+for comparison. "Within 1%": f_PS <= f_oracle + 0.01 |f_oracle - E[Y]|, where E[Y] = 0 is the
+observational mean of these intercept-free SCMs, i.e. 1% of the oracle's improvement over not
+intervening (well defined unless that improvement is ~0).
+
+The default prior is uniform over parent sets of up to 3 parents: the target's in-degree is
+Poisson(1) given >= 1 here, so about 13% of targets have 3 or more parents, which a 2-parent
+prior cannot represent (the paper's "all" prior is unbounded); the number of graphs whose target
+has more parents than `--max-parents` is printed.
+
 Reference (original code, 2-core CPU): ~130 s/bootstrap at d=10, ~230 s at d=20 (joint);
 6-45 s per trial; PARENT_SCALE within 1% of the best found in 1-3 trials.
 
@@ -79,28 +94,46 @@ def timed(fn):
     return out, time.perf_counter() - t, _COMPILE[0] - c0
 
 
-def quality(d: int, n_graphs: int, trials: int, max_parents: int) -> dict:
+def exact_best(scm, traj) -> np.ndarray:
+    """[T] best exact objective E[Y | do(X_v = x)] among the first t trials' interventions."""
+    vals = [scm.do_mean(int(v), float(x)) for v, x in zip(np.asarray(traj.trial_var), np.asarray(traj.trial_value))]
+    return np.minimum.accumulate(np.asarray(vals))
+
+
+def within_one_percent(f, f_oracle: float, y_obs: float = 0.0):
+    """f <= f_oracle + 1% of the oracle's improvement over the observational mean E[Y]."""
+    return np.asarray(f) <= f_oracle + 0.01 * abs(f_oracle - y_obs)
+
+
+def quality(d: int, n_graphs: int, trials: int, max_parents: int, verbose: bool = False) -> dict:
     ps = ParentScaleExpert(kind="parent_scale", n_trials=trials,
                            prior={"kind": "uniform", "max_parents": max_parents}).build()
     orc = OracleExpert(kind="oracle", n_trials=trials).build()
     rnd = RandomExpert(kind="random", n_trials=trials).build()
     gaps = {"ps": [], "oracle": [], "random": []}
-    steady, compile_s, close, first = [], 0.0, 0, []
+    steady, compile_s, close, close_noisy, first, too_many = [], 0.0, 0, 0, [], 0
     for g, (scm, data) in enumerate(graphs(d, n_graphs, d)):
         key = jax.random.PRNGKey(g)
         opt = optimum(scm, data)
+        too_many += int(np.asarray(scm.adjacency)[:, d - 1].sum() > max_parents)
         tr, wall, comp = timed(lambda: ps.run(key, scm, data))
         compile_s += comp
         steady.append((wall - comp) / trials)
-        best = {"ps": np.asarray(tr.best_y), "oracle": np.asarray(orc.run(key, scm, data).best_y),
-                "random": np.asarray(rnd.run(key, scm, data).best_y)}
+        trajs = {"ps": tr, "oracle": orc.run(key, scm, data), "random": rnd.run(key, scm, data)}
+        best = {k: exact_best(scm, t) for k, t in trajs.items()}
         for k, v in best.items():
             gaps[k].append(float(v[-1]) - opt)
-        within = best["ps"] <= best["oracle"][-1] + 0.01 * abs(best["oracle"][-1])
+        within = within_one_percent(best["ps"], best["oracle"][-1])
         close += bool(within[-1])
         if within.any():
             first.append(int(np.argmax(within)) + 1)
+        noisy_ps, noisy_or = np.asarray(tr.best_y)[-1], np.asarray(trajs["oracle"].best_y)[-1]
+        close_noisy += bool(within_one_percent(noisy_ps, noisy_or))
+        if verbose:
+            print(f"    graph {g}: gap PS {gaps['ps'][-1]:.3f} oracle {gaps['oracle'][-1]:.3f} "
+                  f"random {gaps['random'][-1]:.3f} (optimum {opt:.3f}) within {bool(within[-1])}", flush=True)
     return dict(steady=float(np.median(steady)), compile=compile_s, close=close, n=n_graphs,
+                close_noisy=close_noisy, too_many=too_many,
                 first=float(np.mean(first)) if first else float("nan"),
                 **{f"gap_{k}": float(np.mean(v)) for k, v in gaps.items()})
 
@@ -110,11 +143,12 @@ def main() -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--graphs", type=int, default=8)
     ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--max-parents", type=int, default=2)
+    ap.add_argument("--max-parents", type=int, default=3)
     ap.add_argument("--bootstraps", type=int, default=2)
     ap.add_argument("--skip-prior", action="store_true")
     ap.add_argument("--skip-individual", action="store_true")
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="per-graph gaps")
     a = ap.parse_args()
     if not a.skip_prior:
         print(f"{'d':>3} {'joint s/boot':>13} {'(compile s)':>12} {'indiv s/boot':>13} {'(compile s)':>12}")
@@ -124,13 +158,15 @@ def main() -> None:
             print(f"{d:>3} {pj:>13.2f} {cj:>12.1f} {pi:>13.2f} {ci:>12.1f}", flush=True)
     if a.skip_loop:
         return
-    print(f"\nT = {a.trials} trials, uniform prior over sets of <= {a.max_parents} parents; gaps are means over graphs")
+    print(f"\nT = {a.trials} trials, uniform prior over sets of <= {a.max_parents} parents; gaps (exact objective) "
+          f"are means over graphs; 'noisy' = the same count on the experts' noisy best_y")
     print(f"{'d':>3} {'PS s/trial':>11} {'compile s':>10} {'gap PS':>8} {'gap oracle':>11} {'gap random':>11} "
-          f"{'PS<=1% oracle':>14} {'first trial':>12}")
+          f"{'PS<=1% oracle':>14} {'first trial':>12} {'(noisy)':>8} {'pa>max':>7}")
     for d in a.dims:
-        q = quality(d, a.graphs, a.trials, a.max_parents)
+        q = quality(d, a.graphs, a.trials, a.max_parents, a.verbose)
         print(f"{d:>3} {q['steady']:>11.3f} {q['compile']:>10.1f} {q['gap_ps']:>8.3f} {q['gap_oracle']:>11.3f} "
-              f"{q['gap_random']:>11.3f} {q['close']:>11d}/{q['n']} {q['first']:>12.1f}", flush=True)
+              f"{q['gap_random']:>11.3f} {q['close']:>11d}/{q['n']} {q['first']:>12.1f} "
+              f"{q['close_noisy']:>6d}/{q['n']} {q['too_many']:>7d}", flush=True)
 
 
 if __name__ == "__main__":

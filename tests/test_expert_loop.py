@@ -74,7 +74,15 @@ def test_do_effects_match_row_average_of_gp_predictions():
                 assert float(got_v[b]) == pytest.approx(float(var.mean()), abs=2e-3, rel=2e-2)
 
 
-def _episode_gap(d: int, n_trials: int, seed: int):
+def _exact_best(scm, traj) -> float:
+    """Best exact objective E[Y | do(X_v = x)] among the trials' interventions.
+
+    The experts' own best_y is a minimum of noisy means (outcome_samples draws each), biased low by
+    re-evaluations: two runs that chose the same intervention can differ by more than 1% there."""
+    return min(scm.do_mean(int(v), float(x)) for v, x in zip(np.asarray(traj.trial_var), np.asarray(traj.trial_value)))
+
+
+def _episode_gap(d: int, n_trials: int, seed: int, max_parents: int = 2):
     from engine.expert.toy import make_dataset, random_linear_scm
     from engine.spec.expert import OracleExpert, ParentScaleExpert
 
@@ -84,14 +92,23 @@ def _episode_gap(d: int, n_trials: int, seed: int):
         if np.asarray(scm.adjacency)[:, d - 1].sum() > 0:
             break
     data = make_dataset(scm, jax.random.PRNGKey(seed))
-    ps = ParentScaleExpert(kind="parent_scale", n_trials=n_trials).build().run(jax.random.PRNGKey(1), scm, data)
+    prior = {"kind": "uniform", "max_parents": max_parents}
+    ps = ParentScaleExpert(kind="parent_scale", n_trials=n_trials, prior=prior).build().run(jax.random.PRNGKey(1), scm, data)
     orc = OracleExpert(kind="oracle", n_trials=n_trials).build().run(jax.random.PRNGKey(1), scm, data)
-    return float(ps.best_y[-1]), float(orc.best_y[-1]), ps
+    return _exact_best(scm, ps), _exact_best(scm, orc), ps
 
 
 @pytest.mark.slow
 def test_episode_10_nodes_within_one_percent_of_oracle():
     ps_best, orc_best, traj = _episode_gap(10, 5, seed=3)
+    # 1% of the oracle's improvement over not intervening (E[Y] = 0 in these SCMs)
     assert ps_best <= orc_best + 0.01 * abs(orc_best)
     assert traj.marginals.shape[0] == traj.rows_values.shape[0] + 1
     assert np.all(np.diff(np.asarray(traj.best_y)) <= 0)
+
+
+@pytest.mark.slow  # ~30 s warm: 1351 candidate sets of <= 3 parents, 5 trials
+def test_episode_20_nodes_within_one_percent_of_oracle():
+    ps_best, orc_best, traj = _episode_gap(20, 5, seed=3, max_parents=3)
+    assert ps_best <= orc_best + 0.01 * abs(orc_best)
+    assert np.asarray(traj.trial_var).shape == (5,)
