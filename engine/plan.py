@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
 
-ENGINE_VERSION = "0.3.0"  # bump when stored artifacts change (format, or the data a seed gives)
+ENGINE_VERSION = "0.4.0"  # bump when stored artifacts change (format, or the data a seed gives)
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
 
 

@@ -240,21 +240,23 @@ class Simulator:
         return jax.vmap(graph_of)(jax.random.split(key, n_graphs)).sum(1).max()
 
     def _parent_bound(self, key, n_graphs: int) -> int | None:
-        """A static in-degree bound for this batch (a power of two, so few shapes compile), or
-        None where sparse parent lists would not pay: mechanisms whose per-node cost grows with
-        d (rff) gain d / K; the graphs are drawn twice, which costs little."""
+        """A static in-degree bound K for this batch, or None where sparse parent lists would
+        not pay: mechanisms whose per-node cost grows with d (rff) gain d / K; the graphs are
+        drawn twice, which costs little. The bound is sticky and looks far ahead at first, so
+        a stream of batches compiles one or two shapes."""
         if not any(isinstance(m, S.Rff) for m in self.spec.mechanism) or self.spec.uses_grn:
             return None
 
-        def bucket(k) -> int:
-            return 1 << (max(int(self._in_degree(k, n_graphs)), 1) - 1).bit_length()
+        def bucket(k) -> int:  # the exact bound: each spare row costs a full projection row
+            return max(int(self._in_degree(k, n_graphs)), 1)
 
-        if self._bound is None:  # first call: look ahead at 16 more batches' graphs
-            self._bound = max(bucket(jax.random.fold_in(key, 2**20 + i)) for i in range(16))
+        if self._bound is None:  # first call: look ahead at >= 4096 more graphs (a step up
+            # later costs a recompile, seconds at d = 50)
+            self._bound = max(int(self._in_degree(jax.random.fold_in(key, 2**20), 4096)), 1)
         # Sticky: never shrinks, so a stream of batches settles on one compiled shape (the data
         # do not depend on the bound, only the cost does).
         self._bound = max(self._bound, bucket(key))
-        return self._bound if 2 * self._bound <= self.d else None
+        return self._bound if self._bound < self.d else None
 
     def with_diagnostics(self, key, n_graphs: int) -> tuple[SCM, Dataset, Diagnostics]:
         """Like __call__, plus per-graph Diagnostics; never raises."""
