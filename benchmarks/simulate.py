@@ -5,8 +5,10 @@
 Each dataset: one Erdos-Renyi DAG (1 edge per node on average) of d variables, fresh mechanism
 parameters, n = 1000 observational rows (GRN: 1000 cells). The NumPy reference does the same work
 one graph at a time, as AVICI's NumPy workers do (GRN: plain Euler-Maruyama over all cells).
-Compile time is reported apart. The two run in alternating slices of
-equal wall time, so a noisy shared machine loads both alike.
+Compile time is reported apart. The two run in alternating slices of equal wall time, so a noisy
+shared machine loads both alike; the ratio is printed per wall second and per CPU second (the
+latter is steadier when other processes load the machine). acbo simulates `graphs` datasets per
+call, sized so that a call's working set stays in cache (graphs_per_call).
 """
 
 from __future__ import annotations
