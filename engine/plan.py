@@ -19,6 +19,9 @@ from engine.spec.loader import SpecFile, sibling
 
 ENGINE_VERSION = "0.3.0"  # bump when stored artifacts change (format, or the data a seed gives)
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
+# Bump a model kind's entry when its parameters or input features change: only the train
+# stages of that kind are then recomputed (a cached model of the old layout would not load).
+MODEL_VERSIONS = {"stats": 2}
 
 
 class PlanError(Exception):
@@ -76,6 +79,8 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
     add("demonstrations", {"seed": seed, "data": _dump(spec.data, "data")}, ["expert"])
     if spec.trains:
         inputs = {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train, "train")}
+        if spec.model.kind in MODEL_VERSIONS:
+            inputs["model_version"] = MODEL_VERSIONS[spec.model.kind]
         if spec.data.mode == "online":
             # Simulated training data; validation graphs from the simulate stage, true labels.
             inputs.update(data=_dump(spec.data, "data"), scm=_dump(spec.scm))
