@@ -116,6 +116,31 @@ def test_model_runs_unchanged_at_other_sizes(kind):
 # ---------------------------------------------------------------- learning on linear-Gaussian data
 
 
+def test_stats_effect_feature_tells_a_cause_from_its_effect_with_one_row_each():
+    """X -> Y (Y = 1.5 X + noise), one do(X) row and one do(Y) row: the effect through the origin
+    (feature 13) is the standardised total effect from X to Y and about 0 from Y to X, and its
+    t-statistic (14) is large only for the cause."""
+    from engine.models.features import pair_features
+
+    rng = np.random.default_rng(0)
+    n_obs = 500
+    xs = rng.normal(size=n_obs)
+    ys = 1.5 * xs + rng.normal(size=n_obs)
+    do_x = np.array([[4.0, 1.5 * 4.0 + rng.normal()], [rng.normal(), -4.0]])  # rows: do(X=4), do(Y=-4)
+    values = np.concatenate([np.stack([xs, ys], 1), do_x]).astype(np.float32)
+    indicator = np.zeros_like(values)
+    indicator[n_obs, 0] = indicator[n_obs + 1, 1] = 1.0
+    x = jnp.asarray(np.stack([values, indicator], -1))
+    f = np.asarray(pair_features(x, jnp.ones(n_obs + 2, bool), jnp.ones(2, bool)))
+    squash = lambda v: np.sign(v) * np.log1p(np.abs(v))
+    standardised = 1.5 * xs.std() / ys.std()  # about 0.83
+    assert abs(f[0, 1, 13] - squash(standardised)) < 0.15  # X -> Y: the effect shows
+    assert abs(f[1, 0, 13]) < 0.3  # do(Y) leaves X where it was
+    t_cause, t_effect = np.expm1(np.abs(f[0, 1, 14])), np.expm1(np.abs(f[1, 0, 14]))
+    assert t_cause > 2.5 and t_effect < t_cause / 2
+    assert np.allclose(f[0, 1, 15:17], f[1, 0, 13:15])  # 15-16 are (k, i)'s
+
+
 def linear_gaussian(n_graphs, d_low, d_high, d_pad, seed, n_obs=100, n_int_per_node=4):
     """Erdos-Renyi DAGs (1 edge per node), weights +-U(0.5, 2), unit Gaussian noise, plus hard
     interventions do(j = +-U(2, 4)) on every node. Returns x [G, n, d_pad, 2], masks, adjacency."""

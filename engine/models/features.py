@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-N_PAIR_FEATURES = 13
+N_PAIR_FEATURES = 17
 _EPS = 1e-6
 
 
@@ -30,7 +30,15 @@ def pair_features(
     2 slope of k on i in rows where i is intervened, 3 their correlation there,
     4 mean shift of k (in obs-standard units) under do(i), 5-7 the same three for (k, i),
     8 share of rows intervening on i, 9 share intervening on k, 10 1 on the diagonal,
-    11 log residual inflation of k's regression on all others under do(i), 12 that of (k, i).
+    11 log residual inflation of k's regression on all others under do(i), 12 that of (k, i),
+    13 effect of do(i) on k through the origin, 14 its t-statistic, 15-16 the same two for (k, i).
+
+    Every feature is in observational standard units, so none depends on the number of
+    variables. The effect through the origin is the slope of k on i over the rows intervening
+    on i, anchored at the observational means: under do(i = v) an ancestor i moves k by
+    (total effect) * z_i, a child or non-ancestor leaves it near 0. Unlike the centred slope
+    (2-4) it needs a single intervened row, and its t-statistic says how far the rows' own
+    values (their |z_i|) let one trust it.
     """
     value, indicator = x[..., 0], x[..., 1]
     vm = var_mask.astype(value.dtype)
@@ -64,6 +72,11 @@ def pair_features(
     slope = has * cov / (var_i + 1e-3)
     int_corr = has * cov / jnp.sqrt(var_i * var_k + 1e-6)
     shift = (count > 0)[:, None] * mean_k
+    # Through the origin (ridge 1 in z units): sum z_i z_k / (sum z_i^2 + 1), t = sum z_i z_k / sqrt(sum z_i^2).
+    cross = second * count[:, None]  # sum over do(i) rows of z_i z_k
+    energy = jnp.diagonal(sq)[:, None] * count[:, None]  # sum of z_i^2
+    effect = cross / (energy + 1.0)
+    t_stat = cross / jnp.sqrt(energy + 1e-3)
 
     # Invariance: regress every k on all other variables (observational fit, read off the
     # precision matrix); under do(i) that regression keeps holding when i is a parent or
@@ -89,6 +102,10 @@ def pair_features(
             jnp.eye(d, dtype=z.dtype),
             inflation,
             inflation.T,
+            _squash(effect),
+            _squash(t_stat),
+            _squash(effect.T),
+            _squash(t_stat.T),
         ],
         axis=-1,
     )

@@ -64,7 +64,7 @@ class StatsPredictor(AmortizedPredictor):
     """Parent logits of a target from a padded [n, d, 2] dataset.
 
     Each variable j becomes a token embedding its pair features with the target, (j, t) and
-    (t, j); `layers` relational-attention blocks let variables compare notes (a variable that
+    (t, j), and its own diagonal ones (j, j) (how far its interventions pushed it); `layers` relational-attention blocks let variables compare notes (a variable that
     is correlated with the target only through another one); a linear head gives one logit per
     variable. The head's bias starts at -2 because parents are rare: the model has to learn to
     raise specific ones rather than the reverse. The graph head runs this once per target over
@@ -80,7 +80,7 @@ class StatsPredictor(AmortizedPredictor):
     def __init__(self, spec, key: PRNGKeyArray):
         keys = jax.random.split(key, spec.layers + 3)
         self.embed = eqx.nn.MLP(
-            2 * N_PAIR_FEATURES + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0]
+            3 * N_PAIR_FEATURES + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0]
         )
         self.blocks = tuple(Block(spec.dim, spec.heads, k) for k in keys[1:-2])
         self.norm = eqx.nn.LayerNorm(spec.dim)
@@ -91,7 +91,8 @@ class StatsPredictor(AmortizedPredictor):
     def _parents(self, pairs, var_mask, target):
         d = pairs.shape[0]
         is_target = (jnp.arange(d) == target).astype(pairs.dtype)
-        tokens = jnp.concatenate([pairs[:, target], pairs[target, :], is_target[:, None]], -1)
+        own = jnp.diagonal(pairs).T  # [d, f]: each variable's own statistics (its do() values)
+        tokens = jnp.concatenate([pairs[:, target], pairs[target, :], own, is_target[:, None]], -1)
         h = jax.vmap(self.embed)(tokens)
         for block in self.blocks:
             h = block(h, pairs, var_mask)
