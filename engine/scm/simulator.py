@@ -247,15 +247,15 @@ class Simulator:
         if not any(isinstance(m, S.Rff) for m in self.spec.mechanism) or self.spec.uses_grn:
             return None
 
-        def bucket(k) -> int:  # the exact bound: each spare row costs a full projection row
-            return max(int(self._in_degree(k, n_graphs)), 1)
+        def bucket(k, n: int) -> int:  # a multiple of 4: each spare row costs a projection row,
+            # each step up a recompile (seconds at d = 50)
+            return -(-max(int(self._in_degree(k, n)), 1) // 4) * 4
 
-        if self._bound is None:  # first call: look ahead at >= 4096 more graphs (a step up
-            # later costs a recompile, seconds at d = 50)
-            self._bound = max(int(self._in_degree(jax.random.fold_in(key, 2**20), 4096)), 1)
+        if self._bound is None:  # first call: the largest in-degree of 4096 graphs
+            self._bound = bucket(jax.random.fold_in(key, 2**20), 4096)
         # Sticky: never shrinks, so a stream of batches settles on one compiled shape (the data
         # do not depend on the bound, only the cost does).
-        self._bound = max(self._bound, bucket(key))
+        self._bound = max(self._bound, bucket(key, n_graphs))
         return self._bound if self._bound < self.d else None
 
     def with_diagnostics(self, key, n_graphs: int) -> tuple[SCM, Dataset, Diagnostics]:
