@@ -37,12 +37,18 @@ Reference (original code, 2-core CPU): ~130 s/bootstrap at d=10, ~230 s at d=20 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import jax
-import numpy as np
+# the set GPs' float64 tables are many small LAPACK products: a threaded BLAS busy-waits between
+# them and starves the JAX work it alternates with (8x slower factorisations on a loaded 2-core box)
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from engine.expert.toy import make_dataset, random_linear_scm
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engine.expert.toy import make_dataset, random_linear_scm  # noqa: E402
 from engine.spec.expert import DoublyRobustPrior, OracleExpert, ParentScaleExpert, RandomExpert
 
 _COMPILE = [0.0]
