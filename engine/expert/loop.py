@@ -4,7 +4,9 @@ One graph at a time: the number of surviving parent sets decides the surrogate's
 trial loop is Python around jitted pieces (posterior update, surrogate tables, acquisition,
 SCM sampling). Shapes are fixed per (d, spec) wherever possible, so episodes reuse the compiled
 code: surviving sets are padded to `set_bucket` (at least SET_FLOOR), the per-variable slots to
-a power of two, data rows to n_int + n_trials, and the intervened variable is a traced index.
+that bucket (loops stop at a variable's last real slot), data rows to n_int + n_trials, and the
+intervened variable is a traced index. The rows' per-set do-effects are computed once (D_I's at
+the start, each trial's when it is made): the set GPs are fixed for the episode.
 Graphs run in parallel as processes (`engine.expert.runner.run_graphs`).
 """
 
@@ -120,8 +122,7 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
         B = set_bucket(len(alive), len(sets_np))
         tables = _fit_tables(obs, scm.target, jnp.asarray(sets_np[alive]), spec.gp_fit_steps, n_pad=B)
         held = np.concatenate([sets_np[alive], np.full((B - len(alive), sets_np.shape[1]), -1, np.int32)])
-        count = max(int((held == v).sum()) for v in range(d))
-        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, _bucket(count)))
+        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, B))  # room for v in every set: one shape per B
         memb_alive = np.asarray(S.membership(jnp.asarray(held), d)) > 0
         # the rows' per-set do-effects are fixed for the episode: D_I's now, each trial's when made
         row_mu, row_vr = (np.array(a) for a in _row_effects(tables, slots, jnp.asarray(row_var), jnp.asarray(xs)))

@@ -166,7 +166,7 @@ def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, n_pa
     return DoTables(f32(s2), f32(il2), f32(obs64), f32(fm), f32(np.maximum(fv, 1e-10)), f32(wm), f32(qf), f32(ybar))
 
 
-SLOT_CHUNK = 4  # (set, slot) pairs evaluated together; a variable's chunks beyond its count are skipped
+SLOT_CHUNK = 4  # (set, slot) pairs evaluated together; a variable's chunks past its count are never run
 
 
 def set_slots(sets, d: int, m: int, chunk: int = SLOT_CHUNK):
@@ -210,25 +210,27 @@ def _pair_effects(t: DoTables, v, b, sl, ok, x, slope: bool = False):
     return mean, jnp.maximum(var, 1e-10), jnp.sum(da * wm, -1), dvar
 
 
+def _n_chunks(slots, v):
+    """Chunks of v holding at least one real pair (set_slots puts them first)."""
+    return jnp.sum(jnp.any(slots[2][v], -1))
+
+
 def do_effects(t: DoTables, slots, v: Int[Array, ""], x: Float[Array, ""]):
     """Row-averaged do-effect of X_v = x under every set: (mean [B], var [B]).
 
     Sets without v are flat; only the sets holding v (slots[.][v]) are evaluated, chunk by
-    chunk, and chunks with no real pair are skipped (lax.cond on v only, so vmap over x keeps it).
+    chunk, up to v's last real chunk (a loop bound on v only, so vmap over x keeps it), so the
+    slot padding costs nothing and one compiled shape serves every episode of a set bucket.
     """
     b_all, s_all, ok_all = slots
 
-    def chunk(carry, inp):
-        b, sl, ok = inp
-
-        def compute(mv):
-            mean_v, var_v = _pair_effects(t, v, b, sl, ok, x)
-            return mv[0].at[b].set(mean_v, mode="drop"), mv[1].at[b].set(var_v, mode="drop")
-
-        return jax.lax.cond(jnp.any(ok), compute, lambda mv: mv, carry), None
+    def chunk(i, mv):
+        b, sl, ok = b_all[v, i], s_all[v, i], ok_all[v, i]
+        mean_v, var_v = _pair_effects(t, v, b, sl, ok, x)
+        return mv[0].at[b].set(mean_v, mode="drop"), mv[1].at[b].set(var_v, mode="drop")
 
     init = (t.flat_mean + 0.0 * x, t.flat_var + 0.0 * x)
-    (mean, var), _ = jax.lax.scan(chunk, init, (b_all[v], s_all[v], ok_all[v]))
+    mean, var = jax.lax.fori_loop(0, _n_chunks(slots, v), chunk, init)
     return mean, jnp.maximum(var, 1e-10)
 
 
@@ -239,7 +241,8 @@ def mixture_of(w: Float[Array, " B"], mu: Float[Array, "... B"], var: Float[Arra
 
 
 def mixture(t: DoTables, slots, w: Float[Array, " B"], v, x, slope: bool = False):
-    """Posterior-weighted do-effect mean m(x) and variance V(x); with `slope` also dm/dx, dV/dx.
+    """Posterior-weighted do-effect mean m(x) and variance V(x); with `slope` also dm/dx, dV/dx
+    (by hand: no autodiff through the chunk loop, whose bound depends on v).
 
     The flat sets' sums plus the change made by the sets holding v (each holds v at most once),
     accumulated chunk by chunk: no [B] vector is formed per evaluation.
@@ -247,25 +250,21 @@ def mixture(t: DoTables, slots, w: Float[Array, " B"], v, x, slope: bool = False
     b_all, s_all, ok_all = slots
     n_out = 4 if slope else 2
 
-    def chunk(acc, inp):
-        b, sl, ok = inp
-
-        def compute(acc):
-            bs = jnp.where(ok, b, 0)
-            wp = jnp.where(ok, w[bs], 0.0)
-            fm, fv = t.flat_mean[bs], t.flat_var[bs]
-            eff = _pair_effects(t, v, b, sl, ok, x, slope)
-            mu, var = eff[:2]
-            part = (wp @ (mu - fm), wp @ (var - fv + mu**2 - fm**2))
-            if slope:
-                part += (wp @ eff[2], wp @ (eff[3] + 2.0 * mu * eff[2]))
-            return tuple(a + p for a, p in zip(acc, part))
-
-        return jax.lax.cond(jnp.any(ok), compute, lambda a: a, acc), None
+    def chunk(i, acc):
+        b, sl, ok = b_all[v, i], s_all[v, i], ok_all[v, i]
+        bs = jnp.where(ok, b, 0)
+        wp = jnp.where(ok, w[bs], 0.0)
+        fm, fv = t.flat_mean[bs], t.flat_var[bs]
+        eff = _pair_effects(t, v, b, sl, ok, x, slope)
+        mu, var = eff[:2]
+        part = (wp @ (mu - fm), wp @ (var - fv + mu**2 - fm**2))
+        if slope:
+            part += (wp @ eff[2], wp @ (eff[3] + 2.0 * mu * eff[2]))
+        return tuple(a + p for a, p in zip(acc, part))
 
     base = (w @ t.flat_mean, w @ (t.flat_var + t.flat_mean**2)) + (jnp.zeros(()),) * (n_out - 2)
     init = tuple(a + 0.0 * x for a in base)
-    sums, _ = jax.lax.scan(chunk, init, (b_all[v], s_all[v], ok_all[v]))
+    sums = jax.lax.fori_loop(0, _n_chunks(slots, v), chunk, init)
     m = sums[0]
     big_v = sums[1] - m**2
     if not slope:
