@@ -152,15 +152,18 @@ RATIO_GRID = jnp.linspace(jnp.log(1e-4), jnp.log(3.0), 8)
 def fit_hyper_grid(x, y, mask) -> GPHyper:
     """ML-II for a plain RBF GP over a grid of (length scale, noise/signal ratio), with the
     signal variance in closed form (s2 = r^T R^-1 r / n at each grid point). Each point costs
-    one Cholesky and no gradient, which on CPU is far cheaper than gradient steps."""
+    one Cholesky and no gradient, which on CPU is far cheaper than gradient steps. (A coarse-to-
+    fine search is 3x cheaper but misses the best point on about a quarter of the sets of a
+    10-node graph: the likelihood of sets without signal has one mode at the shortest and one at
+    the longest length scale.)"""
     r = jnp.where(mask, y, 0.0)
     n_eff = jnp.sum(mask)
+    d2 = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, -1)
+    mm = mask[:, None] & mask[None, :]
 
     def score(log_len, log_ratio):
-        hyp = GPHyper(jnp.asarray(0.0), log_len, jnp.asarray(0.0))
-        k = rbf(hyp, x, x)
-        k = jnp.where(mask[:, None] & mask[None, :], k, 0.0) + jnp.diag(jnp.where(mask, jnp.exp(log_ratio), 1.0))
-        chol = jnp.linalg.cholesky(k)
+        k = jnp.where(mm, jnp.exp(-0.5 * d2 / jnp.exp(2 * log_len)), 0.0)
+        chol = jnp.linalg.cholesky(k + jnp.diag(jnp.where(mask, jnp.exp(log_ratio), 1.0)))
         a = solve_triangular(chol, r, lower=True)
         s2 = jnp.maximum(a @ a / n_eff, 1e-8)
         nll = 0.5 * n_eff * jnp.log(s2) + jnp.sum(jnp.log(jnp.diag(chol)))

@@ -4,7 +4,9 @@ One graph at a time: the number of surviving parent sets decides the surrogate's
 trial loop is Python around jitted pieces (posterior update, surrogate tables, acquisition,
 SCM sampling). Shapes are fixed per (d, spec) wherever possible, so episodes reuse the compiled
 code: surviving sets are padded to `set_bucket` (at least SET_FLOOR), the per-variable slots to
-a power of two, data rows to n_int + n_trials, and the intervened variable is a traced index.
+that bucket (loops stop at a variable's last real slot), data rows to n_int + n_trials, and the
+intervened variable is a traced index. The rows' per-set do-effects are computed once (D_I's at
+the start, each trial's when it is made): the set GPs are fixed for the episode.
 Graphs run in parallel as processes (`engine.expert.runner.run_graphs`).
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from engine.expert import sets as S
 from engine.expert.posterior import Standardizer, init_state, make_features, posterior_path, update
-from engine.expert.surrogate import acquire, fit_do_tables, set_slots
+from engine.expert.surrogate import acquire, do_effects, fit_do_tables, set_slots
 from engine.expert.types import Trajectory
 from engine.scm.types import Dataset
 
@@ -55,7 +57,14 @@ def _update_row(spec, fmap, std: Standardizer, state, row, use):
 
 
 _fit_tables = fit_do_tables
-_acquire = jax.jit(acquire, static_argnums=(10, 11, 12))
+_acquire = jax.jit(acquire, static_argnums=(12, 13, 14, 15))
+_effects = jax.jit(do_effects)
+
+
+@jax.jit
+def _row_effects(tables, slots, row_var, xs):
+    """Per-set do-effects at every data row: (mean [N, B], var [N, B]); unused rows read v = 0."""
+    return jax.lax.map(lambda vx: do_effects(tables, slots, vx[0], vx[1]), (jnp.maximum(row_var, 0), xs))
 
 
 def _bucket(n: int) -> int:
@@ -113,9 +122,11 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
         B = set_bucket(len(alive), len(sets_np))
         tables = _fit_tables(obs, scm.target, jnp.asarray(sets_np[alive]), spec.gp_fit_steps, n_pad=B)
         held = np.concatenate([sets_np[alive], np.full((B - len(alive), sets_np.shape[1]), -1, np.int32)])
-        count = max(int((held == v).sum()) for v in range(d))
-        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, _bucket(count)))
+        slots = tuple(jnp.asarray(a) for a in set_slots(held, d, B))  # room for v in every set: one shape per B
         memb_alive = np.asarray(S.membership(jnp.asarray(held), d)) > 0
+        # the rows' per-set do-effects are fixed for the episode: D_I's now, each trial's when made
+        row_mu, row_vr = (np.array(a) for a in _row_effects(tables, slots, jnp.asarray(row_var), jnp.asarray(xs)))
+        n_rows = int(np.bincount(row_var[row_var >= 0], minlength=d).max(initial=0)) + T  # most rows of one variable
 
     y_obs = float(obs_np[:, target].mean())
     new_rows, new_masks = [], []
@@ -132,9 +143,11 @@ def run_episode(spec: Any, key, scm, data: Dataset, kind: str | None = None) -> 
             explore = memb_alive[w > 0].any(0) & ok
             y_best = min([y_obs] + t_y)
             v, x, _ = _acquire(tables, slots, jnp.asarray(w), jnp.asarray(explore), jnp.asarray(xs), jnp.asarray(ys),
-                               jnp.asarray(row_var), lo, hi, jnp.asarray(y_best, jnp.float32),
-                               spec.n_anchors, spec.opt_steps, spec.gp_fit_steps)
+                               jnp.asarray(row_var), jnp.asarray(row_mu), jnp.asarray(row_vr), lo, hi,
+                               jnp.asarray(y_best, jnp.float32), spec.n_anchors, spec.opt_steps, spec.gp_fit_steps, n_rows)
             v, x = int(v), float(x)
+            mu_t, vr_t = _effects(tables, slots, jnp.asarray(v, jnp.int32), jnp.asarray(x, jnp.float32))
+            row_mu[n_int + t], row_vr[n_int + t] = np.asarray(mu_t), np.asarray(vr_t)
         y_t, row = _outcome(scm, kt, jnp.asarray(v, jnp.int32), jnp.asarray(x, jnp.float32), spec.outcome_samples)
         y_t = float(y_t)
         mask = np.arange(d) == v

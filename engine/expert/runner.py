@@ -113,6 +113,10 @@ def run_graphs(
     else:
         import multiprocessing as mp
 
+        # workers inherit the environment: a single-threaded BLAS for the surrogate's small float64
+        # products (a threaded one busy-waits between them and starves the other workers)
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             for _ in pool.map(_worker, jobs):
                 done += 1

@@ -103,12 +103,45 @@ def psd_factor(q):
     return np.sqrt(np.maximum(mu, 0.0))[..., :, None] * np.swapaxes(u, -1, -2)
 
 
+def _set_tables(x_s, y, ybar, s2: float, il2: float, noise: float, real):
+    """Float64 do-effect factors of one set GP: x_s [n, k] (padding columns zero), y [n],
+    real [k] bool (slot holds a variable).
+
+    Returns (flat_mean, flat_var, wmean [k, n], qfac [k, n, n]); padding slots stay zero. The
+    flat effect (no input replaced) is closed form: with c0 the unit-variance RBF over all
+    inputs, K = s2 c0 + noise I gives K^-1 c0 = (I - noise K^-1) / s2, so its row-averaged
+    variance is noise (1 - noise tr(K^-1) / n) and needs no n^3 product. A single-variable set
+    has no other input (C = 1 1^T), so Q = s2^2 K^-1 and its factor is s2 L^-1.
+    """
+    import numpy as np
+
+    n, k = x_s.shape
+    d2_col = (x_s[:, None, :] - x_s[None, :, :]) ** 2  # [n, n, k]
+    d2 = d2_col.sum(-1)
+    c0 = np.exp(-0.5 * il2 * d2)
+    linv = np.linalg.inv(np.linalg.cholesky(s2 * c0 + noise * np.eye(n)))  # K^-1 = linv^T linv
+    kinv = linv.T @ linv
+    alpha = kinv @ (y - ybar)
+    flat_mean = ybar + s2 * c0.mean(0) @ alpha
+    flat_var = noise * (1.0 - noise * np.trace(kinv) / n)
+    wmean, qfac = np.zeros((k, n)), np.zeros((k, n, n))
+    for j in np.flatnonzero(real):
+        if real.sum() == 1:
+            wmean[j], qfac[j] = s2 * alpha, s2 * linv
+            continue
+        c = np.exp(-0.5 * il2 * (d2 - d2_col[..., j]))  # kernel over the other inputs, symmetric
+        wmean[j] = s2 * c.mean(0) * alpha
+        qfac[j] = psd_factor((s2 * s2 / n) * kinv * (c @ c))
+    return flat_mean, flat_var, wmean, qfac
+
+
 def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, n_pad: int | None = None) -> DoTables:
     """Fit the set GPs on D_O (ML-II) and tabulate their do-effect factors.
 
-    The tables are built once per episode in float64 numpy, batched over sets: K^-1 and the
-    PSD factors of Q (see DoTables). `n_pad` >= B pads the set axis with inert sets (flat,
-    never referenced by `set_slots` of real sets) so that episodes share one compiled shape.
+    The tables are built once per episode in float64 numpy, set by set (`_set_tables`; run numpy
+    with a single-threaded BLAS: a threaded one busy-waits between these small products). `n_pad`
+    >= B pads the set axis with inert sets (flat, never referenced by `set_slots` of real sets)
+    so that episodes share one compiled shape.
     """
     import numpy as np
 
@@ -123,20 +156,8 @@ def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, n_pa
     s2 = np.exp(np.asarray(hyps.log_var, np.float64))
     il2 = np.exp(-2 * np.asarray(hyps.log_len, np.float64))
     noise = 1e-4 + np.exp(np.asarray(hyps.log_noise, np.float64))
-    x_s = np.transpose(ext[:, sets_np], (1, 0, 2))  # [B, n, k]
-    d2_col = (x_s[:, :, None, :] - x_s[:, None, :, :]) ** 2  # [B, n, n, k]
-    d2 = d2_col.sum(-1)
-    kinv = np.linalg.inv(s2[:, None, None] * np.exp(-0.5 * il2[:, None, None] * d2) + noise[:, None, None] * np.eye(n))
-    alpha = np.einsum("bij,j->bi", kinv, y - ybar)
-    # slot 0: all inputs kept (the flat do-effect); slot j: input j replaced by x (its column zeroed)
-    d2_slots = np.concatenate([d2[:, None], d2[:, None] - np.moveaxis(d2_col, -1, 1)], 1)  # [B, k+1, n, n]
-    c = np.exp(-0.5 * il2[:, None, None, None] * d2_slots)  # [B, k+1, n, n], symmetric
-    q = (s2**2)[:, None, None, None] * kinv[:, None] * (c @ c / n)
-    wmean = s2[:, None, None] * c.mean(2) * alpha[:, None]  # [B, k+1, n]
-    fm = ybar + wmean[:, 0].sum(-1)
-    fv = s2 - q[:, 0].sum((-1, -2))
-    qf = psd_factor(q[:, 1:])  # [B, k, n, n]
-    wm = wmean[:, 1:]
+    parts = [_set_tables(ext[:, sets_np[b]], y, ybar, s2[b], il2[b], noise[b], sets_np[b] >= 0) for b in range(B)]
+    fm, fv, wm, qf = (np.stack(a) for a in zip(*parts))
     if n_pad is not None and n_pad > B:
         extra = n_pad - B
         padb = lambda a, v=0.0: np.concatenate([a, np.full((extra,) + a.shape[1:], v, a.dtype)])  # noqa: E731
@@ -145,7 +166,7 @@ def fit_do_tables(obs, target, sets: Int[Array, "B k"], fit_steps: int = 0, n_pa
     return DoTables(f32(s2), f32(il2), f32(obs64), f32(fm), f32(np.maximum(fv, 1e-10)), f32(wm), f32(qf), f32(ybar))
 
 
-SLOT_CHUNK = 4  # (set, slot) pairs evaluated together; a variable's chunks beyond its count are skipped
+SLOT_CHUNK = 4  # (set, slot) pairs evaluated together; a variable's chunks past its count are never run
 
 
 def set_slots(sets, d: int, m: int, chunk: int = SLOT_CHUNK):
@@ -169,37 +190,86 @@ def set_slots(sets, d: int, m: int, chunk: int = SLOT_CHUNK):
     return b_idx.reshape(shape), s_idx.reshape(shape), (b_idx < sets.shape[0]).reshape(shape)
 
 
+def _pair_effects(t: DoTables, v, b, sl, ok, x, slope: bool = False):
+    """Do-effect of X_v = x under the c sets b [c] holding v at slots sl [c]: (mean [c], var [c]),
+    with `slope` also their x-derivatives, from one pass over the factors (the value's and the
+    tangent's products share the read of qfac, which dominates)."""
+    bs = jnp.where(ok, b, 0)
+    il2 = t.inv_len2[bs][:, None]
+    dx = x - t.xv[:, v][None, :]
+    a = jnp.exp(-0.5 * dx**2 * il2)  # [c, n]
+    wm, qf = t.wmean[bs, sl], t.qfac[bs, sl]
+    mean = t.ybar + jnp.sum(a * wm, -1)
+    if not slope:
+        var = t.s2[bs] - jnp.sum(jnp.einsum("mrn,mn->mr", qf, a) ** 2, -1)
+        return mean, jnp.maximum(var, 1e-10)
+    da = -dx * il2 * a
+    u = jnp.einsum("mrn,mnj->mrj", qf, jnp.stack([a, da], -1))  # [c, r, 2]
+    var = t.s2[bs] - jnp.sum(u[..., 0] ** 2, -1)
+    dvar = jnp.where(var > 1e-10, -2.0 * jnp.sum(u[..., 0] * u[..., 1], -1), 0.0)
+    return mean, jnp.maximum(var, 1e-10), jnp.sum(da * wm, -1), dvar
+
+
+def _n_chunks(slots, v):
+    """Chunks of v holding at least one real pair (set_slots puts them first)."""
+    return jnp.sum(jnp.any(slots[2][v], -1))
+
+
 def do_effects(t: DoTables, slots, v: Int[Array, ""], x: Float[Array, ""]):
     """Row-averaged do-effect of X_v = x under every set: (mean [B], var [B]).
 
     Sets without v are flat; only the sets holding v (slots[.][v]) are evaluated, chunk by
-    chunk, and chunks with no real pair are skipped (lax.cond on v only, so vmap over x keeps it).
+    chunk, up to v's last real chunk (a loop bound on v only, so vmap over x keeps it), so the
+    slot padding costs nothing and one compiled shape serves every episode of a set bucket.
     """
     b_all, s_all, ok_all = slots
 
-    def chunk(carry, inp):
-        b, sl, ok = inp
-
-        def compute(mv):
-            mean, var = mv
-            bs = jnp.where(ok, b, 0)
-            a = jnp.exp(-0.5 * (x - t.xv[:, v])[None, :] ** 2 * t.inv_len2[bs][:, None])  # [c, n]
-            mean_v = t.ybar + jnp.sum(a * t.wmean[bs, sl], -1)
-            var_v = t.s2[bs] - jnp.sum(jnp.einsum("mrn,mn->mr", t.qfac[bs, sl], a) ** 2, -1)
-            return mean.at[b].set(mean_v, mode="drop"), var.at[b].set(var_v, mode="drop")
-
-        return jax.lax.cond(jnp.any(ok), compute, lambda mv: mv, carry), None
+    def chunk(i, mv):
+        b, sl, ok = b_all[v, i], s_all[v, i], ok_all[v, i]
+        mean_v, var_v = _pair_effects(t, v, b, sl, ok, x)
+        return mv[0].at[b].set(mean_v, mode="drop"), mv[1].at[b].set(var_v, mode="drop")
 
     init = (t.flat_mean + 0.0 * x, t.flat_var + 0.0 * x)
-    (mean, var), _ = jax.lax.scan(chunk, init, (b_all[v], s_all[v], ok_all[v]))
+    mean, var = jax.lax.fori_loop(0, _n_chunks(slots, v), chunk, init)
     return mean, jnp.maximum(var, 1e-10)
 
 
-def mixture(t: DoTables, slots, w: Float[Array, " B"], v, x):
-    """Posterior-weighted do-effect mean m(x) and variance V(x)."""
-    mu, var = do_effects(t, slots, v, x)
-    m = jnp.sum(w * mu)
-    return m, jnp.maximum(jnp.sum(w * var) + jnp.sum(w * mu**2) - m**2, 1e-10)
+def mixture_of(w: Float[Array, " B"], mu: Float[Array, "... B"], var: Float[Array, "... B"]):
+    """Posterior-weighted mean m and variance V = sum w var + sum w mu^2 - m^2 of per-set effects."""
+    m = mu @ w
+    return m, jnp.maximum(var @ w + (mu**2) @ w - m**2, 1e-10)
+
+
+def mixture(t: DoTables, slots, w: Float[Array, " B"], v, x, slope: bool = False):
+    """Posterior-weighted do-effect mean m(x) and variance V(x); with `slope` also dm/dx, dV/dx
+    (by hand: no autodiff through the chunk loop, whose bound depends on v).
+
+    The flat sets' sums plus the change made by the sets holding v (each holds v at most once),
+    accumulated chunk by chunk: no [B] vector is formed per evaluation.
+    """
+    b_all, s_all, ok_all = slots
+    n_out = 4 if slope else 2
+
+    def chunk(i, acc):
+        b, sl, ok = b_all[v, i], s_all[v, i], ok_all[v, i]
+        bs = jnp.where(ok, b, 0)
+        wp = jnp.where(ok, w[bs], 0.0)
+        fm, fv = t.flat_mean[bs], t.flat_var[bs]
+        eff = _pair_effects(t, v, b, sl, ok, x, slope)
+        mu, var = eff[:2]
+        part = (wp @ (mu - fm), wp @ (var - fv + mu**2 - fm**2))
+        if slope:
+            part += (wp @ eff[2], wp @ (eff[3] + 2.0 * mu * eff[2]))
+        return tuple(a + p for a, p in zip(acc, part))
+
+    base = (w @ t.flat_mean, w @ (t.flat_var + t.flat_mean**2)) + (jnp.zeros(()),) * (n_out - 2)
+    init = tuple(a + 0.0 * x for a in base)
+    sums = jax.lax.fori_loop(0, _n_chunks(slots, v), chunk, init)
+    m = sums[0]
+    big_v = sums[1] - m**2
+    if not slope:
+        return m, jnp.maximum(big_v, 1e-10)
+    return m, jnp.maximum(big_v, 1e-10), sums[2], jnp.where(big_v > 1e-10, sums[3] - 2.0 * m * sums[2], 0.0)
 
 
 def acquire(
@@ -210,45 +280,54 @@ def acquire(
     xs: Float[Array, " N"],
     ys: Float[Array, " N"],
     row_var: Int[Array, " N"],
+    row_mu: Float[Array, "N B"],
+    row_vr: Float[Array, "N B"],
     lo: Float[Array, " d"],
     hi: Float[Array, " d"],
     y_best: Float[Array, ""],
     n_anchors: int,
     opt_steps: int,
     fit_steps: int,
+    n_rows: int,
 ):
     """Expected improvement maximised per variable; returns (best v, its x, EI per variable [d]).
 
-    Data row i belongs to variable row_var[i] (-1 = unused). Per variable: causal GP fitted on its
-    rows, EI on `n_anchors` evenly spaced anchors over [lo, hi], then `opt_steps` projected
+    Data row i belongs to variable row_var[i] (-1 = unused); row_mu / row_vr are its per-set
+    do-effects (`do_effects` at (row_var[i], xs[i]), fixed for the episode), so the mixture at
+    the rows is a weighted sum. Per variable: causal GP fitted on its rows (at most `n_rows`,
+    static), EI on `n_anchors` evenly spaced anchors over [lo, hi], then `opt_steps` projected
     gradient-ascent steps from the best anchor.
     """
     d = lo.shape[0]
+    m_all, v_all = mixture_of(w, row_mu, row_vr)  # [N]
 
     def per_var(v):
-        mask = row_var == v
-        m_rows, v_rows = jax.vmap(lambda x: mixture(t, slots, w, v, x))(xs)
-        s_rows = jnp.sqrt(v_rows)
-        x_in = xs[:, None]
-        resid = ys - m_rows
-        var0 = jnp.sum(jnp.where(mask, resid**2, 0.0)) / jnp.maximum(jnp.sum(mask), 1) + 1e-2
+        idx = jnp.argsort(row_var != v, stable=True)[:n_rows]  # v's rows first
+        mask = row_var[idx] == v
+        x_in, s_rows = xs[idx][:, None], jnp.sqrt(v_all[idx])
+        resid = jnp.where(mask, ys[idx] - m_all[idx], 0.0)
+        var0 = jnp.sum(resid**2) / jnp.maximum(jnp.sum(mask), 1) + 1e-2
         hyp = fit_hyper_grid3(x_in, resid, mask, s_rows, var0)
         hyp = fit_hyper(x_in, resid, mask, s_rows, fit_steps, init=hyp)
-        post = GPPosterior.fit(hyp, x_in, ys - m_rows, mask, s_rows)
+        post = GPPosterior.fit(hyp, x_in, resid, mask, s_rows)
 
-        def ei(x):
-            m, var = mixture(t, slots, w, v, x)
+        def ei_at(x, m, var):
             mu, sig2 = post.predict(x[None, None], jnp.sqrt(var)[None])
             return expected_improvement(m + mu[0], sig2[0], y_best)
+
+        def ei(x):
+            return ei_at(x, *mixture(t, slots, w, v, x))
+
+        def slope(x):
+            # the do-effect mixture's derivative by hand (one pass over the factors), then
+            # forward mode through the cheap causal-GP and EI part
+            m, var, dm, dv = mixture(t, slots, w, v, x, slope=True)
+            return jax.jvp(ei_at, (x, m, var), (jnp.ones_like(x), dm, dv))
 
         anchors = jnp.linspace(lo[v], hi[v], n_anchors)
         vals = jax.vmap(ei)(anchors)
         x0 = anchors[jnp.argmax(vals)]
         step = (hi[v] - lo[v]) / n_anchors
-
-        def slope(x):
-            # forward mode: x is a scalar, and no residuals (the do-effect factors) are stored
-            return jax.jvp(ei, (x,), (jnp.ones_like(x),))
 
         def ascend(carry, _):
             x, g, best_x, best_val = carry
