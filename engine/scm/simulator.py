@@ -251,8 +251,10 @@ class Simulator:
             # each step up a recompile (seconds at d = 50)
             return -(-max(int(self._in_degree(k, n)), 1) // 4) * 4
 
-        if self._bound is None:  # first call: the largest in-degree of 4096 graphs
-            self._bound = bucket(jax.random.fold_in(key, 2**20), 4096)
+        if self._bound is None:  # first call: the largest in-degree of 4096 graphs (fewer
+            # where their [d, d] adjacencies would pass 256 MB)
+            ahead = max(n_graphs, min(4096, 2**26 // self.d**2))
+            self._bound = bucket(jax.random.fold_in(key, 2**20), ahead)
         # Sticky: never shrinks, so a stream of batches settles on one compiled shape (the data
         # do not depend on the bound, only the cost does).
         self._bound = max(self._bound, bucket(key, n_graphs))
