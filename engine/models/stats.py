@@ -64,9 +64,10 @@ class StatsPredictor(AmortizedPredictor):
     """Parent logits of a target from a padded [n, d, 2] dataset.
 
     Each variable j becomes a token embedding its pair features with the target, (j, t) and
-    (t, j), and its own diagonal ones (j, j) (how far its interventions pushed it); `layers` relational-attention blocks let variables compare notes (a variable that
-    is correlated with the target only through another one); a linear head gives one logit per
-    variable. The head's bias starts at -2 because parents are rare: the model has to learn to
+    (t, j), and its own diagonal ones (j, j) (how far its interventions pushed it); `layers`
+    relational-attention blocks let variables compare notes (a variable that is correlated with
+    the target only through another one); a linear head gives one logit per variable. The head's
+    bias starts at -2 because parents are rare: the model has to learn to
     raise specific ones rather than the reverse. The graph head runs this once per target over
     shared pair features; `intervened` is a small per-cell head on value statistics.
     """
