@@ -26,8 +26,13 @@ app = typer.Typer(
     help="acbo: a declarative engine for amortized causal Bayesian optimization.",
 )
 out = Console()
-# Messages carry paths that users copy; they must never be wrapped mid-line (tables still fit the terminal).
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _say(message: str) -> None:
+    """One status line on stdout, never wrapped: it carries paths that users copy (tables, printed
+    with `out.print`, still fit the terminal)."""
+    out.print(message, soft_wrap=True)
 
 SpecArg = typer.Argument(..., help="Path to a spec file, e.g. specs/phase2a.toml.")
 SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=value (repeatable).")
@@ -93,7 +98,7 @@ def validate(spec: Path = SpecArg, set_: Optional[List[str]] = SetOpt):
     """Check a spec: every problem as file:line: dotted.path: message."""
     with _errors():
         loaded = load(spec, set_ or [])
-        out.print(f"[green]ok[/] {spec}: spec '{loaded.spec.name}' is valid", soft_wrap=True)
+        _say(f"[green]ok[/] {spec}: spec '{loaded.spec.name}' is valid")
 
 
 @app.command()
@@ -161,7 +166,7 @@ def apply_cmd(
 
         outcome = _run_apply(spec, set_, registry, force, "apply")
         print_run(outcome.run_dir, out)
-        out.print(f"run recorded in {outcome.run_dir}", soft_wrap=True)
+        _say(f"run recorded in {outcome.run_dir}")
 
 
 @app.command()
@@ -182,7 +187,7 @@ def gate(
         out.print(gates_table(outcome.gates))
         verdict = outcome.gates["verdict"]
         colour = "green" if verdict == "GO" else "red"
-        out.print(f"[bold {colour}]{verdict}[/]  ({outcome.run_dir})", soft_wrap=True)
+        _say(f"[bold {colour}]{verdict}[/]  ({outcome.run_dir})")
         raise typer.Exit(0 if verdict == "GO" else 3)
 
 
@@ -204,7 +209,7 @@ def report(
         for run in runs:
             write_report(run.path, reports)
         index = write_index(root, reports)
-        out.print(f"wrote {len(runs)} reports; index: {index}", soft_wrap=True)
+        _say(f"wrote {len(runs)} reports; index: {index}")
 
 
 @app.command()
