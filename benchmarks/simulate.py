@@ -147,11 +147,11 @@ def rates(mech: str, d: int, seconds: float, graphs: int) -> dict[str, float]:
             "cores": cpu[0] / wall[0], "compile": compile_s}
 
 
-def graphs_per_call(mech: str, d: int) -> int:
-    """A power of two near a working set that stays in cache: ~3M values of [graphs, n, d] for
-    linear, ~1.6M of rff's per-node [graphs, features, n] features; GRN: 8 graphs."""
+def graphs_per_call(mech: str, d: int, devices: int = 1) -> int:
+    """Per device, a power of two near a working set that stays in cache: ~3M values of
+    [graphs, n, d] for linear, ~1.6M of rff's per-node [graphs, features, n] features; GRN: 8."""
     work = {"linear": 3e6 / (d * N), "rff": 1.6e6 / (100 * N)}.get(mech, 8)
-    return 1 << max(round(math.log2(work)), 0)
+    return devices << max(round(math.log2(work)), 0)
 
 
 def main() -> None:
@@ -161,18 +161,25 @@ def main() -> None:
                     help="grn: VirtualBrownianTree; grn_path: direct Brownian increments")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--graphs", type=int, default=0, help="graphs per call (0: by mechanism)")
+    ap.add_argument("--devices", type=int, default=len(os.sched_getaffinity(0)),
+                    help="CPU devices for acbo (default: one per core; the batch is split over "
+                         "them, as acbo splits training batches)")
     args = ap.parse_args()
+    if args.devices > 1:  # JAX exposes one CPU device unless told otherwise before it starts
+        os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                                   f"--xla_force_host_platform_device_count={args.devices}")
     import jax
 
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, n = {N} rows; "
-          "ratio: acbo / NumPy datasets per wall second (per CPU second: cpu ratio)")
+    print(f"acbo on {jax.device_count()} {jax.devices()[0].platform.upper()} device(s), NumPy on 1 "
+          f"core; n = {N} rows; ratio: acbo / NumPy datasets per wall second (cpu ratio: per CPU "
+          "second)")
     head = (f"{'mech':8}{'d':>4}{'graphs':>7}{'acbo ds/s':>11}{'numpy ds/s':>12}{'ratio':>8}"
             f"{'cpu ratio':>10}{'acbo cores':>11}{'compile s':>10}")
     print(head)
     print("-" * len(head))
     for mech in args.mech:
         for d in args.d:
-            graphs = args.graphs or graphs_per_call(mech, d)
+            graphs = args.graphs or graphs_per_call(mech, d, jax.device_count())
             r = rates(mech, d, args.seconds, graphs)
             print(f"{mech:8}{d:>4}{graphs:>7}{r['acbo']:>11.1f}{r['numpy']:>12.1f}"
                   f"{r['acbo'] / r['numpy']:>7.1f}x{r['acbo_cpu'] / r['numpy_cpu']:>9.1f}x"

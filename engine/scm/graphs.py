@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from engine.scm import fastrand
 from engine.spec import scm as S
 
 
@@ -28,7 +29,7 @@ def erdos_renyi(spec: S.ErdosRenyi, key, k, d: int) -> Float[Array, "d d"]:
         p = jnp.float32(spec.p)
     else:  # expected edges = edges_per_node * k over k (k - 1) / 2 pairs
         p = jnp.minimum(1.0, 2.0 * spec.edges_per_node / jnp.maximum(k - 1, 1))
-    return jax.random.bernoulli(key, p, (d, d)) * _triu(d) * _real(k, d)
+    return (fastrand.uniform(key, (d, d)) < p) * _triu(d) * _real(k, d)
 
 
 def _preferential(spec: S.ScaleFree, key, k, d: int) -> Float[Array, "d d"]:
@@ -71,7 +72,7 @@ def watts_strogatz(spec: S.WattsStrogatz, key, k, d: int):
     j = (i + s) % jnp.maximum(k, 1)
     r = jax.random.randint(k1, j.shape, 0, jnp.maximum(k - 1, 1))
     other = r + (r >= i)  # uniform over nodes other than i
-    j = jnp.where(jax.random.bernoulli(k2, spec.rewire, j.shape), other, j)
+    j = jnp.where(fastrand.uniform(k2, j.shape) < spec.rewire, other, j)
     valid = (i < k) & (j != i) & (j < k)
     A = jnp.zeros((d, d)).at[jnp.broadcast_to(i, j.shape), j].max(valid.astype(jnp.float32))
     A = jnp.maximum(A, A.T)
@@ -83,7 +84,7 @@ def stochastic_block(spec: S.StochasticBlock, key, k, d: int):
     k1, k2 = jax.random.split(key)
     b = jax.random.randint(k1, (d,), 0, spec.blocks)
     p = jnp.where(b[:, None] == b[None, :], spec.p_in, spec.p_out)
-    return jax.random.bernoulli(k2, p) * _triu(d) * _real(k, d)
+    return (fastrand.uniform(k2, (d, d)) < p) * _triu(d) * _real(k, d)
 
 
 def chain(spec, key, k, d: int):
@@ -130,7 +131,7 @@ def argsort_small(u: Float[Array, " d"]) -> Int[Array, " d"]:
 def _perm(key, k, d: int) -> Int[Array, " d"]:
     """A uniformly random permutation of 0..k-1 followed by k..d-1 in place."""
     i = jnp.arange(d)
-    return argsort_small(jnp.where(i < k, jax.random.uniform(key, (d,)), 2.0 + i))
+    return argsort_small(jnp.where(i < k, fastrand.uniform(key, (d,)), 2.0 + i))
 
 
 def place(U: Float[Array, "d d"], key, k, d: int) -> tuple[Int[Array, "d d"], Int[Array, " d"]]:

@@ -161,6 +161,12 @@ class NoiseMech(eqx.Module):
             return fastrand.uniform(key, shape, -1.0, 1.0)
         return jax.random.t(key, self.df, shape)
 
+    @property
+    def reach(self) -> float:
+        """The largest |z| `standard` can return (fastrand's uniforms lie in [2**-25, 1 - 2**-25]):
+        sqrt(-2 log 2**-25) for Box-Muller, log 2**24 for Laplace; inf for the heavy tails."""
+        return {"gaussian": 5.9, "laplace": 16.7, "uniform": 1.0}.get(self.kind, math.inf)
+
     def scale_of(self, xt: Float[Array, "d n"], j) -> Float[Array, " n"] | Array:
         if self.hetero is None:
             return self.scale[j]

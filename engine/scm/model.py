@@ -77,27 +77,46 @@ class SCM(eqx.Module):
         s = jnp.stack([nz.scale for nz in self.noises])[self.noise_index]
         return W, b, s
 
-    def _noise(self, key, n: int) -> Float[Array, "d n"]:
+    def _noise(self, key, shape: tuple[int, int]) -> Array:
         ks = jax.random.split(key, len(self.noises))
-        eps = [nz.standard(k, (self.d, n)) for nz, k in zip(self.noises, ks)]
+        eps = [nz.standard(k, shape) for nz, k in zip(self.noises, ks)]
         return eps[0] if len(eps) == 1 else jnp.stack(eps)[self.noise_index]
 
     def observational(self, key: jax.Array, n: int) -> Float[Array, "n d"]:
         """`n` observational rows, in output units (padded variables 0). Linear SCMs with
         homoscedastic noise skip ancestral sampling: one triangular solve and one matrix product,
         the same distribution as ``sample`` with no intervention."""
+        return self.observational_with_bound(key, n)[0]
+
+    def observational_with_bound(self, key: jax.Array, n: int) -> tuple[Float[Array, "n d"],
+                                                                      Float[Array, ""]]:
+        """(`observational` rows, a bound on their absolute values proven from the parameters
+        and the noise's range alone; inf where none is known: not linear, or unbounded noise).
+        A bound below float32's range shows the rows finite without reading them."""
         parts = self._linear_parts()
         if parts is None:
-            return self.sample(key, jnp.zeros((n, self.d), bool), jnp.zeros((n, self.d)))
+            x = self.sample(key, jnp.zeros((n, self.d), bool), jnp.zeros((n, self.d)))
+            return x, jnp.float32(jnp.inf)
         W, b, s = parts
+        d = self.d
         # W is nilpotent (a DAG), so (I - W)^-1 = I + W + ... + W^(d-1) = prod_k (I + W^(2^k)):
         # log2(d) small matrix products, far faster on CPU than a batched triangular solve.
-        M, P = jnp.eye(self.d) + W, W
-        for _ in range(max(math.ceil(math.log2(self.d)) - 1, 0)):
+        M, P = jnp.eye(d) + W, W
+        for _ in range(max(math.ceil(math.log2(d)) - 1, 0)):
             P = P @ P
             M = M + M @ P
-        x = (b[:, None] + s[:, None] * self._noise(key, n)).T @ M
-        return jnp.where(self.var_mask, (x - self.loc) / self.scale, 0.0)
+        # x = u M with u = b + s eps (rows). The output transform and the padding are folded
+        # into [d]-sized terms so that the product is the only pass over the rows:
+        # (x - loc) / scale = (u - loc (I - W)) M / scale, and padded variables get u = 0.
+        real = self.var_mask
+        loc = jnp.where(real, self.loc, 0.0)
+        u0, s = jnp.where(real, b - loc + loc @ W, 0.0), jnp.where(real, s, 0.0)
+        M = M / self.scale
+        reach = jnp.stack([nz.reach for nz in self.noises])[self.noise_index]
+        bound = ((jnp.abs(u0) + jnp.abs(s) * reach) @ jnp.abs(M)).max()
+        if d < 32:  # XLA's CPU dot is faster on a transposed [d, n] left side up to d ~ 32
+            return (u0[:, None] + s[:, None] * self._noise(key, (d, n))).T @ M, bound
+        return (u0 + s * self._noise(key, (n, d))) @ M, bound
 
     def sample(
         self,
@@ -120,7 +139,7 @@ class SCM(eqx.Module):
             x, _ = simulate_cells(self, key, do_mask, do_values)
             return x
         n, d = do_mask.shape
-        eps = self._noise(key, n)
+        eps = self._noise(key, (d, n))
         if mode == "hard":
             raw_do = do_values * self.scale + self.loc
         elif mode == "shift":
