@@ -165,6 +165,8 @@ def main() -> None:
                     help="CPU devices for acbo (default: one per core; the batch is split over "
                          "them, as acbo splits training batches)")
     args = ap.parse_args()
+    if args.devices < 1:
+        ap.error(f"--devices must be at least 1 (got {args.devices})")
     if args.devices > 1:  # JAX exposes one CPU device unless told otherwise before it starts
         os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
                                    f"--xla_force_host_platform_device_count={args.devices}")

@@ -84,8 +84,8 @@ class SCM(eqx.Module):
 
     def observational(self, key: jax.Array, n: int) -> Float[Array, "n d"]:
         """`n` observational rows, in output units (padded variables 0). Linear SCMs with
-        homoscedastic noise skip ancestral sampling: one triangular solve and one matrix product,
-        the same distribution as ``sample`` with no intervention."""
+        homoscedastic noise skip ancestral sampling: x = u (I - W)^-1 in one matrix product, the
+        same distribution as ``sample`` with no intervention."""
         return self.observational_with_bound(key, n)[0]
 
     def observational_with_bound(self, key: jax.Array, n: int) -> tuple[Float[Array, "n d"],

@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
 from engine.scm import fastrand
@@ -70,7 +70,9 @@ class Simulator:
     def __init__(self, spec: S.ScmSpec, base_dir: str | Path | None = None, devices=None):
         self.spec = spec
         self.devices = list(devices) if devices is not None else jax.local_devices()
-        self._graph_axis = NamedSharding(Mesh(np.array(self.devices), ("graphs",)), P("graphs"))
+        if not self.devices:
+            raise ValueError("Simulator: `devices` is empty; give at least one device")
+        self._mesh = Mesh(np.array(self.devices), ("graphs",))
         self.files = {
             c: g.read(base_dir) for c, g in enumerate(spec.graphs) if isinstance(g, S.FromFile)
         }
@@ -272,7 +274,7 @@ class Simulator:
             return scm, data, eqx.tree_at(lambda t: t.nonfinite, diag, diag.nonfinite + extra)
 
         if len(self.devices) > 1:  # per device, so that no step waits for another device
-            local = jax.shard_map(local, mesh=self._graph_axis.mesh, in_specs=P("graphs"),
+            local = jax.shard_map(local, mesh=self._mesh, in_specs=P("graphs"),
                                   out_specs=P("graphs"), check_vma=False)
         out = local(keys)
         return out if len(keys) == n_graphs else jax.tree.map(lambda a: a[:n_graphs], out)
