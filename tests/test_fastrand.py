@@ -62,3 +62,31 @@ def test_keys_give_reproducible_and_independent_streams():
     ks = jax.random.split(k, 3)
     batched = np.asarray(jax.vmap(lambda kk: fastrand.normal(kk, (7, 5)))(ks))
     np.testing.assert_array_equal(batched[2], np.asarray(fastrand.normal(ks[2], (7, 5))))
+
+
+def test_split_and_fold_in_give_distinct_reproducible_independent_keys():
+    k = jax.random.key(11)
+    kids = fastrand.split(k, 4)
+    np.testing.assert_array_equal(jax.random.key_data(kids), jax.random.key_data(fastrand.split(k, 4)))
+    words = {tuple(np.asarray(jax.random.key_data(x)).tolist())
+             for x in [k, *kids, fastrand.fold_in(k, 0), fastrand.fold_in(k, 1)]}
+    assert len(words) == 7  # no child repeats its parent, a sibling, or a fold_in
+    streams = [np.asarray(fastrand.normal(x, (N,)), np.float64)
+               for x in [k, kids[0], kids[1], fastrand.fold_in(k, 0)]]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert abs(np.corrcoef(streams[a], streams[b])[0, 1]) < 4 / np.sqrt(N)
+    batched = jax.vmap(lambda kk: jax.random.key_data(fastrand.split(kk, 3)))(kids)
+    np.testing.assert_array_equal(np.asarray(batched[1]),
+                                  np.asarray(jax.random.key_data(fastrand.split(kids[1], 3))))
+
+
+def test_categorical_randint_and_gumbel_match_their_laws():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    idx = np.asarray(fastrand.categorical(jax.random.key(2), np.log(p), shape=(N,)))
+    assert stats.chisquare(np.bincount(idx, minlength=4), N * p).pvalue > 1e-3
+    r = np.asarray(fastrand.randint(jax.random.key(3), (N,), 3, 10))
+    assert r.min() == 3 and r.max() == 9
+    assert stats.chisquare(np.bincount(r - 3, minlength=7)).pvalue > 1e-3
+    g = np.asarray(fastrand.gumbel(jax.random.key(4), (N,)), np.float64)
+    assert stats.kstest(g, stats.gumbel_r.cdf).pvalue > 1e-3

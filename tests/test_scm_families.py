@@ -200,3 +200,16 @@ def test_rff_sparse_parent_lists_give_the_same_data_as_dense():
     more = sim.with_diagnostics(key, 9)[1]
     np.testing.assert_allclose(np.asarray(more.obs[:6]), np.asarray(dense.obs), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", [{"kind": "erdos_renyi", "edges_per_node": 1.5},
+                                  {"kind": "stochastic_block", "blocks": 2},
+                                  {"kind": "scale_free", "m": 1}])
+def test_labels_carry_no_order(kind):
+    # Positions are a topological order; labels are a uniform relabelling of them, so every
+    # label has the same in-degree law (label 0 is not the first position).
+    k, n = 8, 600
+    G = graphs(kind, k, n, seed=3)
+    din = G.sum(1)  # [graphs, k]: in-degree of each label
+    se = din.std() / np.sqrt(n)
+    assert np.abs(din.mean(0) - din.mean()).max() < 4.5 * se, din.mean(0)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Bool, Float
 
+from engine.scm import fastrand
 from engine.scm.params import draw
 
 
@@ -54,7 +55,7 @@ class GrnDynamics(eqx.Module):
 
 def build_grn(spec, key, G: Float[Array, "d d"], order, var_mask: Bool[Array, " d"]) -> GrnDynamics:
     d = G.shape[0]
-    ks = jax.random.split(key, 5)
+    ks = fastrand.split(key, 5)
     k = draw(spec.k, ks[0], (d, d)) * G
     hill = jnp.where(G > 0, draw(spec.hill, ks[1], (d, d)), 1.0)
     master = var_mask & (G.sum(0) == 0)
@@ -105,7 +106,7 @@ def simulate_cells(scm, key, do_mask: Bool[Array, "n d"], do_values: Float[Array
     grn: GrnDynamics = scm.grn
     n, d = do_mask.shape
     raw = jnp.maximum(do_values * scm.scale + scm.loc, 0.0)  # expression is non-negative
-    keys = jax.random.split(key, n)
+    keys = fastrand.split(key, n)
     y, ok = jax.vmap(_cell, in_axes=(None, 0, 0, 0, None))(grn, keys, do_mask, raw, ~scm.var_mask)
     real = scm.var_mask[None, :]
     finite = jnp.isfinite(y)

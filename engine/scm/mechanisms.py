@@ -114,7 +114,7 @@ def build_mechanism(spec, key, G: Float[Array, "d d"], max_parents: int | None =
     """Draw one mechanism component's parameters for every node of graph G ([d, d] float).
     `max_parents` (static): a bound on G's in-degree that lets rff use its sparse form."""
     d = G.shape[0]
-    ks = jax.random.split(key, 6)
+    ks = fastrand.split(key, 6)
     active = (G.sum(0) > 0).astype(jnp.float32)
     if isinstance(spec, S.Linear):
         return LinearMech(draw(spec.coef, ks[0], (d, d)) * G, draw(spec.bias, ks[1], (d,)))
@@ -176,8 +176,8 @@ class NoiseMech(eqx.Module):
 
 def build_noise(spec, key, G: Float[Array, "d d"]) -> NoiseMech:
     d = G.shape[0]
-    k1, k2 = jax.random.split(key)
+    k1, k2 = fastrand.split(key)
     hetero = None
     if spec.heteroscedastic:
-        hetero = jax.random.normal(k2, (d, d)) * G / jnp.sqrt(jnp.maximum(G.sum(0), 1.0))
+        hetero = fastrand.normal(k2, (d, d)) * G / jnp.sqrt(jnp.maximum(G.sum(0), 1.0))
     return NoiseMech(draw(spec.scale, k1, (d,)), hetero, spec.kind, getattr(spec, "df", 3.0))

@@ -13,6 +13,17 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from engine.scm import fastrand
+
+
+def _select(values: list[Array], index) -> Array:
+    """values[index] elementwise (index broadcasts against each value): a chain of selects,
+    cheaper on CPU than stacking the values and gathering."""
+    out = values[0]
+    for i, v in enumerate(values[1:], 1):
+        out = jnp.where(index == i, v, out)
+    return out
+
 
 class SCM(eqx.Module):
     """One structural causal model.
@@ -71,16 +82,15 @@ class SCM(eqx.Module):
                 isinstance(m, LinearMech) for m in self.mechanisms) or any(
                 nz.hetero is not None for nz in self.noises):
             return None
-        idx = self.mech_index
-        W = jnp.stack([m.coef for m in self.mechanisms])[idx, :, jnp.arange(self.d)].T
-        b = jnp.stack([m.bias for m in self.mechanisms])[idx, jnp.arange(self.d)]
-        s = jnp.stack([nz.scale for nz in self.noises])[self.noise_index]
+        W = _select([m.coef for m in self.mechanisms], self.mech_index[None, :])
+        b = _select([m.bias for m in self.mechanisms], self.mech_index)
+        s = _select([nz.scale for nz in self.noises], self.noise_index)
         return W, b, s
 
     def _noise(self, key, shape: tuple[int, int]) -> Array:
-        ks = jax.random.split(key, len(self.noises))
+        ks = fastrand.split(key, len(self.noises))
         eps = [nz.standard(k, shape) for nz, k in zip(self.noises, ks)]
-        return eps[0] if len(eps) == 1 else jnp.stack(eps)[self.noise_index]
+        return _select(eps, self.noise_index)
 
     def observational(self, key: jax.Array, n: int) -> Float[Array, "n d"]:
         """`n` observational rows, in output units (padded variables 0). Linear SCMs with
@@ -119,8 +129,9 @@ class SCM(eqx.Module):
         loc = jnp.where(real, self.loc, 0.0)
         u0, s = jnp.where(real, b - loc + loc @ W, 0.0), jnp.where(real, s, 0.0)
         M = M / self.scale
-        reach = jnp.stack([nz.reach for nz in self.noises])[self.noise_index]
-        bound = ((jnp.abs(u0) + jnp.abs(s) * reach) @ jnp.abs(M)).max()
+        reach = _select([jnp.float32(nz.reach) for nz in self.noises], self.noise_index)
+        # an elementwise product and a sum: XLA's batched matrix-vector dot is slow on CPU
+        bound = ((jnp.abs(u0) + jnp.abs(s) * reach)[:, None] * jnp.abs(M)).sum(0).max()
         bound = jnp.where(jnp.isfinite(reach) & ~jnp.isnan(bound), bound, jnp.inf)  # inf * 0
         if d < 32:  # XLA's CPU dot is faster on a transposed [d, n] left side up to d ~ 32
             return (u0[:, None] + s[:, None] * self._noise(key, (d, n))).T @ M, bound

@@ -31,7 +31,7 @@ def draw(p: Any, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
     if dist == "choice":
         values = jnp.asarray(p.values, jnp.float32)
         w = jnp.ones(len(p.values)) if p.weights is None else jnp.asarray(p.weights, jnp.float32)
-        idx = jax.random.categorical(key, jnp.log(w), shape=shape)
+        idx = fastrand.categorical(key, jnp.log(w), shape=shape)
         return values[idx]
     raise ValueError(f"unknown dist {dist!r}")
 
@@ -41,4 +41,4 @@ def pick(key: jax.Array, weights: list[float], shape: tuple[int, ...] = ()) -> j
     if len(weights) == 1:
         return jnp.zeros(shape, jnp.int32)
     logits = jnp.log(jnp.asarray(weights, jnp.float32))
-    return jax.random.categorical(key, logits, shape=shape).astype(jnp.int32)
+    return fastrand.categorical(key, logits, shape=shape)

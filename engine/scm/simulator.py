@@ -123,7 +123,7 @@ class Simulator:
     def graph(self, key) -> tuple[Int[Array, ""], Int[Array, "d d"], Int[Array, " d"], Array]:
         """(component, G, order, k) for one graph."""
         spec, d = self.spec, self.d
-        kc, ks, kg = jax.random.split(key, 3)
+        kc, ks, kg = fastrand.split(key, 3)
         comp = pick(kc, [g.weight for g in spec.graphs])
         k = jnp.asarray(spec.sizes, jnp.int32)[pick(ks, spec.size_weights)]
         Gs, orders, kk = [], [], []
@@ -133,7 +133,7 @@ class Simulator:
                 orders.append(jnp.asarray(self.forder[c]))
                 kk.append(jnp.int32(self.fk[c]))
             else:
-                G, order = random_graph(g, jax.random.fold_in(kg, c), k, d)
+                G, order = random_graph(g, fastrand.fold_in(kg, c), k, d)
                 Gs.append(G)
                 orders.append(order)
                 kk.append(k)
@@ -153,14 +153,14 @@ class Simulator:
         ok = var_mask & (G.sum(0) > 0)
         if isinstance(t, S.Sink):
             ok = ok & (G.sum(1) == 0)
-        return jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf)).astype(jnp.int32)
+        return fastrand.categorical(key, jnp.where(ok, 0.0, -jnp.inf))
 
     def build_scm(self, key, max_parents: int | None = None) -> tuple[SCM, Int[Array, ""]]:
         """Draw one SCM (graph, target, mechanisms, noise; output transform = identity) and the
         index of the graph component it came from. `max_parents` (static): a bound on the
         graph's in-degree, which lets mechanisms use sparse parent lists (same SCM either way)."""
         spec, d = self.spec, self.d
-        kg, kt, km, kmi, kn, kni = jax.random.split(key, 6)
+        kg, kt, km, kmi, kn, kni = fastrand.split(key, 6)
         comp, G, order, k = self.graph(kg)
         var_mask = jnp.arange(d) < k
         target = self._target(kt, comp, G, var_mask)
@@ -174,12 +174,12 @@ class Simulator:
 
             grn = build_grn(spec.mechanism[0], km, Gf, order, var_mask)
         elif not self.all_param_files:
-            mechs = [build_mechanism(m, jax.random.fold_in(km, i), Gf, max_parents)
+            mechs = [build_mechanism(m, fastrand.fold_in(km, i), Gf, max_parents)
                      for i, m in enumerate(spec.mechanism)]
             shape = (d,) if spec.mechanism_mix == "node" else ()
             mech_index = jnp.broadcast_to(pick(kmi, [m.weight for m in spec.mechanism], shape),
                                           (d,))
-            noises = [build_noise(nz, jax.random.fold_in(kn, i), Gf)
+            noises = [build_noise(nz, fastrand.fold_in(kn, i), Gf)
                       for i, nz in enumerate(spec.noise)]
             noise_index = pick(kni, [nz.weight for nz in spec.noise])
         if self.fparam.any() and grn is None:  # bnlearn parameters: a real linear-Gaussian SCM
@@ -200,7 +200,7 @@ class Simulator:
         """(int_mask, do_values, row_mask): rows_per_node rows per intervened node, nodes in
         variable order, unused slots (smaller graphs, fewer nodes) masked out."""
         iv, d = self.spec.interventions, self.d
-        k1, k2 = jax.random.split(key)
+        k1, k2 = fastrand.split(key)
         idx = jnp.arange(d)
         eligible = scm.var_mask & (idx != scm.target)
         n_elig = eligible.sum()
@@ -230,7 +230,7 @@ class Simulator:
             count_obs: bool = True) -> tuple[SCM, Dataset, Diagnostics]:
         """One graph's SCM, dataset and diagnostics (`max_parents`: see build_scm; `count_obs`
         False leaves the obs out of `nonfinite`, for callers that check them by `obs_bound`)."""
-        ks, ko, ki, kv = jax.random.split(key, 4)
+        ks, ko, ki, kv = fastrand.split(key, 4)
         scm, comp = self.build_scm(ks, max_parents)
         d = self.d
         no, zeros = jnp.zeros((self.n_obs, d), bool), jnp.zeros((self.n_obs, d))
@@ -281,7 +281,7 @@ class Simulator:
 
     def _max_in_degree(self, key, n_graphs: int) -> Int[Array, ""]:
         def graph_of(k):  # the key path of one() -> build_scm() -> graph()
-            return self.graph(jax.random.split(jax.random.split(k, 4)[0], 6)[0])[1]
+            return self.graph(fastrand.split(fastrand.split(k, 4)[0], 6)[0])[1]
 
         return jax.vmap(graph_of)(jax.random.split(key, n_graphs)).sum(1).max()
 
