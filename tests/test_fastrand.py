@@ -90,3 +90,14 @@ def test_categorical_randint_and_gumbel_match_their_laws():
     assert stats.chisquare(np.bincount(r - 3, minlength=7)).pvalue > 1e-3
     g = np.asarray(fastrand.gumbel(jax.random.key(4), (N,)), np.float64)
     assert stats.kstest(g, stats.gumbel_r.cdf).pvalue > 1e-3
+
+
+def test_log_matches_float64_on_every_unit_value_scale():
+    # every exponent fastrand's uniforms reach (2**-25 .. 1), and values just below 1
+    b = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)
+    u = np.asarray(fastrand._unit(b))
+    x = np.concatenate([u, np.float32(2.0) ** -np.arange(1, 26, dtype=np.float32),
+                        np.nextafter(np.float32(1), np.float32(0), dtype=np.float32)[None]])
+    ref = np.log(x.astype(np.float64))
+    got = np.asarray(fastrand._log(x), np.float64)
+    assert (np.abs(got - ref) <= 1.5e-7 * np.abs(ref) + 1e-12).all()

@@ -15,7 +15,9 @@ speed (benchmarks/simulate.py).
   threefry while loop (~0.3-0.7 us per graph of a batch, a dozen per simulated graph); these are
   one fused hash. Keys stay typed JAX keys, reproducible and independent per graph.
 - ``normal``: Box-Muller, one value from each pair of words: the radius from one, the angle from
-  the other drawn directly in [-pi/2, pi/2] with a random sign (no range reduction).
+  the other drawn directly in [-pi/2, pi/2] with a random sign (no range reduction). The radius's
+  log is Cephes' single-precision logf (``_log``: no edge cases to handle, as its argument is a
+  positive normal float), half the cost of XLA's ``log`` on CPU; the normal costs 10% less.
 - ``cos``: Cody-Waite reduction by pi in three parts, one even polynomial on [-pi/2, pi/2] (6
   terms, fitted near-minimax) and the sign of the half-turn; ``sincos``: reduction by pi/2 and
   Cephes' single-precision polynomials on [-pi/4, pi/4]. Absolute error below 1e-6 for
@@ -106,6 +108,28 @@ def uniform(key: jax.Array, shape: tuple[int, ...], minval: float = 0.0,
     return minval + (maxval - minval) * _unit(bits(key, shape))
 
 
+# Cephes logf: log(1 + f) = f - f^2 / 2 + f^3 P(f) for f in [sqrt(1/2) - 1, sqrt(2) - 1]
+_LOG_P = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+          -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+
+
+def _log(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    """log(x) for positive normal float32 x (relative error < 1e-7; no zero, inf or NaN
+    handling): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log 2 split in two for exact e log 2."""
+    b = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    m = jax.lax.bitcast_convert_type((b & jnp.uint32(0x7FFFFF)) | jnp.uint32(0x3F800000),
+                                     jnp.float32)
+    big = m > math.sqrt(2.0)
+    m = jnp.where(big, 0.5 * m, m)
+    e = ((b >> 23).astype(jnp.int32) - 127 + big.astype(jnp.int32)).astype(jnp.float32)
+    f = m - 1.0
+    z = f * f
+    p = _LOG_P[0]
+    for a in _LOG_P[1:]:
+        p = p * f + a
+    return f + (f * z * p - 0.5 * z + e * -2.12194440e-4) + e * 0.693359375
+
+
 def normal_at(key: jax.Array, index: UInt32[Array, "..."]) -> Float[Array, "..."]:
     """Element `index` of the key's stream of standard normals (random access: a sparse subset of
     a large array is drawn without drawing the rest). Box-Muller, one value per pair of words:
@@ -113,7 +137,7 @@ def normal_at(key: jax.Array, index: UInt32[Array, "..."]) -> Float[Array, "..."
     i.e. which half-circle), so each value is one independent fused computation."""
     i = index.astype(jnp.uint32) * jnp.uint32(2)
     b1, b2 = bits_at(key, i), bits_at(key, i + jnp.uint32(1))
-    radius = jnp.sqrt(-2.0 * jnp.log(_unit(b1)))
+    radius = jnp.sqrt(-2.0 * _log(_unit(b1)))
     z = radius * _cos_half_turn(math.pi * (_unit(b2) - 0.5))
     return jax.lax.bitcast_convert_type(
         jax.lax.bitcast_convert_type(z, jnp.uint32) ^ ((b2 & 1) << 31), jnp.float32)
