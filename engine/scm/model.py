@@ -146,7 +146,8 @@ class SCM(eqx.Module):
         # rows: (x - loc) / scale = (u - loc (I - W)) M / scale, and padded variables get u = 0.
         real = self.var_mask
         loc = jnp.where(real, self.loc, 0.0)
-        u0, s = jnp.where(real, b - loc + loc @ W, 0.0), jnp.where(real, s, 0.0)
+        u0 = jnp.where(real, b - loc + (loc[:, None] * W).sum(0), 0.0)  # loc @ W, fused
+        s = jnp.where(real, s, 0.0)
         # M is computed in topological order, where it is upper triangular (see _dag_inverse).
         # The noise is iid over variables, so noise column a may drive variable order[a]:
         # x = u_topo M_topo[:, pos] with u_topo = u[:, order]; only [d]- and [d, d]-sized
@@ -157,9 +158,12 @@ class SCM(eqx.Module):
         u0, s = u0[order], s[order]
         M = M / self.scale
         reach = _select([jnp.float32(nz.reach) for nz in self.noises], self.noise_index)
-        # an elementwise product and a sum: XLA's batched matrix-vector dot is slow on CPU
-        bound = ((jnp.abs(u0) + jnp.abs(s) * reach)[:, None] * jnp.abs(M)).sum(0).max()
-        bound = jnp.where(jnp.isfinite(reach) & ~jnp.isnan(bound), bound, jnp.inf)  # inf * 0
+        # |x_j| <= sum_a c_a |M_aj| <= sum_a c_a max_j |M_aj| with c = |u0| + |s| reach: the
+        # looser last form reduces along rows, which XLA's CPU code does without a transpose.
+        # NaN becomes inf before the max: XLA's fast max on CPU skips NaN (and gave -inf).
+        rowmax = jnp.where(jnp.isnan(M), jnp.inf, jnp.abs(M)).max(1)
+        bound = ((jnp.abs(u0) + jnp.abs(s) * reach) * rowmax).sum()
+        bound = jnp.where(jnp.isfinite(reach) & (bound >= 0), bound, jnp.inf)  # NaN: inf * 0
         if d <= 10:
             # Noise drawn [d, n] (rows of n vectorise fully) and the product as d broadcast
             # multiply-adds into [n, d]: 1.5-1.8x faster than XLA's CPU dot for d = 5..10, and

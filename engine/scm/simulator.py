@@ -142,8 +142,9 @@ class Simulator:
         else:
             G, order, k = jnp.stack(Gs)[comp], jnp.stack(orders)[comp], jnp.stack(kk)[comp]
         # The target needs a parent: a graph that drew no edge gets its first two nodes linked.
-        empty = G.sum() == 0
-        G = G.at[order[0], order[1]].max(empty.astype(G.dtype))
+        i = jnp.arange(d)
+        link = (G.sum() == 0) & (i[:, None] == order[0]) & (i[None, :] == order[1])
+        G = jnp.maximum(G, link.astype(G.dtype))  # elementwise: a scatter copies all of G
         return comp, G, order, k
 
     def _target(self, key, comp, G, var_mask) -> Int[Array, ""]:
