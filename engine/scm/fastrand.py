@@ -74,9 +74,6 @@ def bits_at(key: jax.Array, index: UInt32[Array, "..."]) -> UInt32[Array, "..."]
 
 
 def _wrap(key: jax.Array, words: UInt32[Array, "... 2"]) -> jax.Array:
-    # The barrier keeps the words a computed value: left free, XLA fuses this small hash into
-    # every consumer's loop and recomputes it per element drawn with the new key.
-    words = jax.lax.optimization_barrier(words)
     return jax.random.wrap_key_data(words, impl=jax.random.key_impl(key))
 
 
