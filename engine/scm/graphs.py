@@ -132,10 +132,15 @@ def rank(u: Float[Array, " d"]) -> Int[Array, " d"]:
     return less.sum(1).astype(jnp.int32)
 
 
+def inverse_permutation(p: Int[Array, " d"]) -> Int[Array, " d"]:
+    """q with q[p[i]] = i: e.g. the label at each position, given each label's position."""
+    d = p.shape[0]
+    return jnp.zeros(d, jnp.int32).at[p].set(jnp.arange(d, dtype=jnp.int32))
+
+
 def argsort_small(u: Float[Array, " d"]) -> Int[Array, " d"]:
     """jnp.argsort for short vectors, by `rank` and a scatter."""
-    n = u.shape[0]
-    return jnp.zeros(n, jnp.int32).at[rank(u)].set(jnp.arange(n, dtype=jnp.int32))
+    return inverse_permutation(rank(u))
 
 
 def _positions(key, k, d: int) -> Int[Array, " d"]:
@@ -146,19 +151,13 @@ def _positions(key, k, d: int) -> Int[Array, " d"]:
 
 def _perm(key, k, d: int) -> Int[Array, " d"]:
     """A uniformly random permutation of 0..k-1 followed by k..d-1 in place."""
-    return _order(_positions(key, k, d))
-
-
-def _order(pos: Int[Array, " d"]) -> Int[Array, " d"]:
-    """The label at each position (the inverse permutation of `pos`)."""
-    d = pos.shape[0]
-    return jnp.zeros(d, jnp.int32).at[pos].set(jnp.arange(d, dtype=jnp.int32))
+    return inverse_permutation(_positions(key, k, d))
 
 
 def place(U: Float[Array, "d d"], key, k, d: int) -> tuple[Int[Array, "d d"], Int[Array, " d"]]:
     """Give positions random labels: G[order[a], order[b]] = U[a, b]; returns (G, order)."""
     pos = _positions(key, k, d)
-    return U[pos][:, pos].astype(jnp.int32), _order(pos)
+    return U[pos][:, pos].astype(jnp.int32), inverse_permutation(pos)
 
 
 def random_graph(spec, key, k, d: int) -> tuple[Int[Array, "d d"], Int[Array, " d"]]:
@@ -166,5 +165,5 @@ def random_graph(spec, key, k, d: int) -> tuple[Int[Array, "d d"], Int[Array, " 
     k1, k2 = fastrand.split(key)
     if spec.kind in LABELLED:
         pos = _positions(k2, k, d)
-        return LABELLED[spec.kind](spec, k1, k, pos).astype(jnp.int32), _order(pos)
+        return LABELLED[spec.kind](spec, k1, k, pos).astype(jnp.int32), inverse_permutation(pos)
     return place(FAMILIES[spec.kind](spec, k1, k, d), k2, k, d)

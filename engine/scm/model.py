@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from engine.scm import fastrand
+from engine.scm.graphs import inverse_permutation
 
 
 def _doubling(W: Float[Array, "... k k"]) -> Float[Array, "... k k"]:
@@ -153,8 +154,7 @@ class SCM(eqx.Module):
         # x = u_topo M_topo[:, pos] with u_topo = u[:, order]; only [d]- and [d, d]-sized
         # arrays are permuted, never the rows.
         d, order = self.d, self.order
-        pos = jnp.zeros_like(order).at[order].set(jnp.arange(self.d, dtype=order.dtype))
-        M = _dag_inverse(W[order][:, order])[:, pos]
+        M = _dag_inverse(W[order][:, order])[:, inverse_permutation(order)]
         u0, s = u0[order], s[order]
         M = M / self.scale
         reach = _select([jnp.float32(nz.reach) for nz in self.noises], self.noise_index)
