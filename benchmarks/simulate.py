@@ -8,7 +8,9 @@ one graph at a time, as AVICI's NumPy workers do (GRN: plain Euler-Maruyama over
 Compile time is reported apart. The two run in alternating slices of equal wall time, so a noisy
 shared machine loads both alike; the ratio is printed per wall second and per CPU second (the
 latter is steadier when other processes load the machine). acbo simulates `graphs` datasets per
-call, sized so that a call's working set stays in cache (graphs_per_call).
+call, sized so that a call's working set stays in cache (graphs_per_call). Both share one process
+whose malloc keeps freed memory, as acbo's CLI sets it (engine/hostmem.py; `--malloc default`
+leaves glibc's own behaviour).
 """
 
 from __future__ import annotations
@@ -164,7 +166,14 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=len(os.sched_getaffinity(0)),
                     help="CPU devices for acbo (default: one per core; the batch is split over "
                          "them, as acbo splits training batches)")
+    ap.add_argument("--malloc", choices=["retain", "default"], default="retain",
+                    help="retain: keep freed memory, as acbo's CLI does (engine/hostmem.py; "
+                         "benchmarks/hostmem.py measures what it changes); default: glibc's")
     args = ap.parse_args()
+    if args.malloc == "retain":
+        from engine.hostmem import retain_freed_memory
+
+        retain_freed_memory()
     if args.devices < 1:
         ap.error(f"--devices must be at least 1 (got {args.devices})")
     if args.devices > 1:  # JAX exposes one CPU device unless told otherwise before it starts
@@ -173,7 +182,7 @@ def main() -> None:
     import jax
 
     print(f"acbo on {jax.device_count()} {jax.devices()[0].platform.upper()} device(s), NumPy on 1 "
-          f"core; n = {N} rows; ratio: acbo / NumPy datasets per wall second (cpu ratio: per CPU "
+          f"core; malloc: {args.malloc}; n = {N} rows; ratio: acbo / NumPy datasets per wall second (cpu ratio: per CPU "
           "second)")
     head = (f"{'mech':8}{'d':>4}{'graphs':>7}{'acbo ds/s':>11}{'numpy ds/s':>12}{'ratio':>8}"
             f"{'cpu ratio':>10}{'acbo cores':>11}{'compile s':>10}")

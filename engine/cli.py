@@ -41,11 +41,15 @@ RegistryOpt = typer.Option(None, "--registry", help="Registry folder (default: $
 
 @app.callback()
 def _setup() -> None:
-    """Persist compiled XLA programs across runs: a rerun or a resume skips most compile time."""
+    """Persist compiled XLA programs across runs (a rerun or a resume skips most compile time)
+    and keep freed host memory for reuse (engine/hostmem.py)."""
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "acbo" / "jax"
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    from engine.hostmem import retain_freed_memory
+
+    retain_freed_memory()  # XLA's CPU buffers reuse freed pages instead of faulting in new ones
 
 
 def _root(registry: Optional[Path]) -> Path:
