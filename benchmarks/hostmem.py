@@ -57,10 +57,11 @@ def child(malloc: str, mech: str, d: int, seconds: float) -> None:
 
 def measure(malloc: str, mech: str, d: int, seconds: float, devices: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-    out = subprocess.run([sys.executable, __file__, "--child", malloc, "--mech", mech, "--d", str(d),
-                          "--seconds", str(seconds)], env=env, check=True, capture_output=True,
-                         text=True).stdout
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}"
+    argv = [sys.executable, __file__, "--child", malloc, "--mech", mech, "--d", str(d),
+            "--seconds", str(seconds)]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

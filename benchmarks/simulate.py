@@ -182,8 +182,8 @@ def main() -> None:
     import jax
 
     print(f"acbo on {jax.device_count()} {jax.devices()[0].platform.upper()} device(s), NumPy on 1 "
-          f"core; malloc: {args.malloc}; n = {N} rows; ratio: acbo / NumPy datasets per wall second (cpu ratio: per CPU "
-          "second)")
+          f"core; malloc: {args.malloc}; n = {N} rows; ratio: acbo / NumPy datasets per wall "
+          "second (cpu ratio: per CPU second)")
     head = (f"{'mech':8}{'d':>4}{'graphs':>7}{'acbo ds/s':>11}{'numpy ds/s':>12}{'ratio':>8}"
             f"{'cpu ratio':>10}{'acbo cores':>11}{'compile s':>10}")
     print(head)
