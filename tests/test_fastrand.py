@@ -101,3 +101,31 @@ def test_log_matches_float64_on_every_unit_value_scale():
     ref = np.log(x.astype(np.float64))
     got = np.asarray(fastrand._log(x), np.float64)
     assert (np.abs(got - ref) <= 1.5e-7 * np.abs(ref) + 1e-12).all()
+
+
+def test_as_a_jax_prng_it_gives_the_same_streams_and_the_laws_of_jax_random():
+    import jax.numpy as jnp
+
+    words = jax.random.key_data(jax.random.key(11))
+    k3 = jax.random.wrap_key_data(words)  # threefry key: fastrand's functions read its words
+    kf = jax.random.wrap_key_data(words, impl=fastrand.IMPL)
+    np.testing.assert_array_equal(jax.random.bits(kf, (100,), jnp.uint32),
+                                  fastrand.bits(k3, (100,)))
+    np.testing.assert_array_equal(jax.random.key_data(jax.random.split(kf, 5)),
+                                  jax.random.key_data(fastrand.split(k3, 5)))
+    np.testing.assert_array_equal(jax.random.key_data(jax.random.fold_in(kf, 7)),
+                                  jax.random.key_data(fastrand.fold_in(k3, 7)))
+    # jax.random's own samplers on it: normal moments, uniform KS, 8-bit draws uniform.
+    x = np.asarray(jax.random.normal(kf, (200_000,)), np.float64)
+    assert abs(x.mean()) < 4 / np.sqrt(len(x)) and abs(x.var() - 1) < 4 * np.sqrt(2 / len(x))
+    assert stats.kstest(np.asarray(jax.random.uniform(kf, (50_000,))), "uniform").pvalue > 1e-3
+    counts = np.bincount(np.asarray(jax.random.bits(kf, (256_000,), jnp.uint8)), minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # Keys from split are distinct and their streams uncorrelated, batched or not.
+    ks = jax.random.split(kf, 1000)
+    assert len({tuple(w) for w in np.asarray(jax.random.key_data(ks))}) == 1000
+    y = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (2,)))(ks))
+    assert abs(np.corrcoef(y[:, 0], y[:, 1])[0, 1]) < 4 / np.sqrt(1000)
+    seeded = jax.random.key(3, impl=fastrand.IMPL)
+    assert not np.array_equal(jax.random.key_data(seeded),
+                              jax.random.key_data(jax.random.key(4, impl=fastrand.IMPL)))

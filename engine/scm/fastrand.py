@@ -23,6 +23,9 @@ speed (benchmarks/simulate.py).
   terms, fitted near-minimax) and the sign of the half-turn; ``sincos``: reduction by pi/2 and
   Cephes' single-precision polynomials on [-pi/4, pi/4]. Absolute error below 1e-6 for
   |x| < 1e4 (tests/test_fastrand.py).
+- ``IMPL``: the same hash as a JAX PRNG implementation (``jax.extend.random``), for libraries
+  that call ``jax.random`` themselves: diffrax's VirtualBrownianTree splits and draws at every
+  level of its tree, every step, for every cell.
 
 Everything is float32/uint32 and pure, so it jits and vmaps like jax.random.
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 from jaxtyping import Array, Float, UInt32
 
@@ -61,10 +65,13 @@ def _words(key: jax.Array) -> tuple[UInt32[Array, ""], UInt32[Array, ""]]:
     return data[..., 0], data[..., 1]
 
 
-def _hash(key: jax.Array, index: UInt32[Array, "..."], salt: int = 0) -> UInt32[Array, "..."]:
-    k0, k1 = _words(key)
+def _hash_words(k0, k1, index: UInt32[Array, "..."], salt: int = 0) -> UInt32[Array, "..."]:
     x = index.astype(jnp.uint32) * jnp.uint32(_GOLDEN) + (k0 ^ jnp.uint32(salt))
     return _lowbias32(_lowbias32(x) ^ k1)
+
+
+def _hash(key: jax.Array, index: UInt32[Array, "..."], salt: int = 0) -> UInt32[Array, "..."]:
+    return _hash_words(*_words(key), index, salt)
 
 
 def bits_at(key: jax.Array, index: UInt32[Array, "..."]) -> UInt32[Array, "..."]:
@@ -232,3 +239,37 @@ def sincos(x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, ".
     sin_x = jnp.where(swap, c, s) * jnp.where(q >= 2, -1.0, 1.0)
     cos_x = jnp.where(swap, s, c) * jnp.where((q == 1) | (q == 2), -1.0, 1.0)
     return sin_x, cos_x
+
+
+# ------------------------------------------------------------------------------ as a JAX PRNG
+def _impl_seed(seed: Array) -> UInt32[Array, "2"]:
+    s = jnp.asarray(seed).astype(jnp.uint32)
+    return _hash_words(s, jnp.uint32(_GOLDEN), jnp.arange(2, dtype=jnp.uint32), _SPLIT_SALT)
+
+
+def _impl_split(data: UInt32[Array, "2"], shape: tuple[int, ...]) -> UInt32[Array, "... 2"]:
+    index = jax.lax.iota(jnp.uint32, 2 * math.prod(shape)).reshape(*shape, 2)
+    return _hash_words(data[0], data[1], index, _SPLIT_SALT)
+
+
+def _impl_fold_in(data: UInt32[Array, "2"], x) -> UInt32[Array, "2"]:
+    index = jnp.asarray(x).astype(jnp.uint32) * jnp.uint32(2) + jnp.arange(2, dtype=jnp.uint32)
+    return _hash_words(data[0], data[1], index, _FOLD_SALT)
+
+
+def _impl_bits(data: UInt32[Array, "2"], bit_width: int, shape: tuple[int, ...]) -> Array:
+    if bit_width == 64:
+        b = _hash_words(data[0], data[1], jax.lax.iota(jnp.uint32, 2 * math.prod(shape)))
+        b = b.reshape(*shape, 2).astype(jnp.uint64)
+        return (b[..., 0] << 32) | b[..., 1]
+    b = _hash_words(data[0], data[1], jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape))
+    dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32}[bit_width]
+    return (b >> (32 - bit_width)).astype(dtype)  # the top bits mix best
+
+
+IMPL = jax.extend.random.define_prng_impl(
+    key_shape=(2,), seed=_impl_seed, split=_impl_split, random_bits=_impl_bits,
+    fold_in=_impl_fold_in, name="acbo_fastrand", tag="fr")
+"""These kernels as a JAX key implementation, for code that calls ``jax.random`` itself (e.g.
+diffrax's VirtualBrownianTree): ``jax.random.wrap_key_data(words, impl=IMPL)``. Same streams as
+the functions above for the same two words."""
