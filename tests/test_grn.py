@@ -70,10 +70,12 @@ def _numpy_cells(grn: GrnDynamics, n: int, seed: int) -> np.ndarray:
     return np.maximum(x, 0.0)
 
 
-def test_grn_path_cells_match_an_independent_euler_maruyama():
+def _valid_cells(brownian: str):
+    """Simulate 4 gene networks with knockouts; check what every GRN batch must satisfy; return
+    the SCMs and the key."""
     spec = ScmSpec.model_validate({
         "graphs": {"kind": "erdos_renyi", "edges_per_node": 1.5}, "n_nodes": 6,
-        "mechanism": {"kind": "grn", "brownian": "path"},
+        "mechanism": {"kind": "grn", "brownian": brownian},
         "interventions": {"kind": "hard", "value": 0.0, "rows_per_node": 10},
         "n_obs": 400,
     })
@@ -83,12 +85,34 @@ def test_grn_path_cells_match_an_independent_euler_maruyama():
     assert (np.asarray(data.obs) >= 0).all() and (np.asarray(data.int_values) >= 0).all()
     iv, im = np.asarray(data.int_values), np.asarray(data.int_mask)
     assert im.any() and (iv[im] == 0).all()  # knocked-out genes sit at exactly zero
+    assert (np.asarray(data.obs).mean(1)[np.asarray(scm.var_mask)] > 0).all()
     np.testing.assert_array_equal(data.obs, simulate(spec, key, 4)[1].obs)  # same seed, cells
     s = jax.tree.map(lambda a: a[0], scm)
     assert int(np.asarray(s.adjacency).sum()) > 0
-    n, d = 4000, s.d
-    a, _ = jax.jit(simulate_cells)(s, jax.random.key(4), jnp.zeros((n, d), bool), jnp.zeros((n, d)))
-    a, b = np.asarray(a, np.float64), _numpy_cells(s.grn, n, seed=5)
-    se = np.sqrt(a.var(0) / n + b.var(0) / n) + 1e-6
-    assert (np.abs(a.mean(0) - b.mean(0)) < 4.5 * se).all(), (a.mean(0), b.mean(0))
+    return s
+
+
+def _cells(s, key, n: int = 4000, t_end: float | None = None) -> np.ndarray:
+    if t_end is not None:
+        s = dataclasses.replace(s, grn=dataclasses.replace(s.grn, t_end=t_end))
+    z = jnp.zeros((n, s.d), bool)
+    return np.asarray(jax.jit(simulate_cells)(s, key, z, jnp.zeros((n, s.d)))[0], np.float64)
+
+
+def _same_means(a: np.ndarray, b: np.ndarray) -> bool:
+    se = np.sqrt(a.var(0) / len(a) + b.var(0) / len(b)) + 1e-6
+    return bool((np.abs(a.mean(0) - b.mean(0)) < 4.5 * se).all())
+
+
+def test_grn_path_cells_match_an_independent_euler_maruyama():
+    s = _valid_cells("path")
+    a, b = _cells(s, jax.random.key(4)), _numpy_cells(s.grn, 4000, seed=5)
+    assert _same_means(a, b), (a.mean(0), b.mean(0))
     np.testing.assert_allclose(a.std(0), b.std(0), rtol=0.1)
+
+
+@pytest.mark.slow
+def test_grn_virtual_tree_cells_reach_their_steady_state():
+    s = _valid_cells("virtual_tree")
+    a, b = _cells(s, jax.random.key(4), 2000), _cells(s, jax.random.key(5), 2000, t_end=20.0)
+    assert _same_means(a, b), (a.mean(0), b.mean(0))  # twice as long moves nothing

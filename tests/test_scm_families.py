@@ -1,9 +1,9 @@
-"""Graph families, mechanisms, noises, soft interventions, GRN dynamics, bnlearn files and
-standardisation. Each check is statistical or exact; most compile a new simulator (slow on CPU)."""
+"""Graph families, mechanisms, noises, soft interventions, bnlearn files and standardisation
+(GRN dynamics: test_grn.py). Each check is statistical or exact; most compile a new simulator
+(slow on CPU)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -92,37 +92,6 @@ def test_every_mechanism_and_noise_in_one_mixture():
     # Every real non-root variable varies with its parents: not constant, not all-noise-free.
     sd = np.asarray(data.obs).std(1)
     assert (sd[np.asarray(scm.var_mask)] > 0).all()
-
-
-@pytest.mark.slow
-def test_grn_non_negative_knockouts_zero_steady_state_reproducible():
-    spec = ScmSpec.model_validate({
-        "graphs": {"kind": "erdos_renyi", "edges_per_node": 1.0}, "n_nodes": 6,
-        "mechanism": {"kind": "grn", "t_end": 10.0, "dt": 0.05},
-        "interventions": {"kind": "hard", "value": 0.0, "rows_per_node": 10},
-        "n_obs": 400,
-    })
-    key = jax.random.key(3)
-    scm, data, diag = simulate_with_diagnostics(spec, key, 4)
-    assert not np.asarray(diag.solver_failed).any() and int(diag.nonfinite.sum()) == 0
-    assert (np.asarray(data.obs) >= 0).all() and (np.asarray(data.int_values) >= 0).all()
-    iv, im = np.asarray(data.int_values), np.asarray(data.int_mask)
-    assert im.any() and (iv[im] == 0).all()  # knocked-out genes sit at exactly zero
-    assert (np.asarray(data.obs).mean(1)[np.asarray(scm.var_mask)] > 0).all()
-    _, data2 = simulate(spec, key, 4)  # VirtualBrownianTree: the same cells again
-    np.testing.assert_array_equal(data.obs, data2.obs)
-    # Steady state: running twice as long does not move the cell distribution.
-    from engine.scm.grn import simulate_cells
-
-    s = one(scm, 0)
-    long = dataclasses.replace(s, grn=dataclasses.replace(s.grn, t_end=20.0))
-    n, d = 2000, s.d
-    z = jnp.zeros((n, d), bool)
-    a, _ = jax.jit(simulate_cells)(s, jax.random.key(4), z, jnp.zeros((n, d)))
-    b, _ = jax.jit(simulate_cells)(long, jax.random.key(5), z, jnp.zeros((n, d)))
-    a, b = np.asarray(a), np.asarray(b)
-    se = np.sqrt(a.var(0) / n + b.var(0) / n) + 1e-6
-    assert (np.abs(a.mean(0) - b.mean(0)) < 4.5 * se).all(), (a.mean(0), b.mean(0))
 
 
 @pytest.mark.slow
