@@ -15,7 +15,7 @@ from engine.scm.grn import GrnDynamics, IncrementPath, simulate_cells
 from engine.spec.scm import ScmSpec
 
 
-def _dynamics(d: int, hill: int, seed: int = 0) -> GrnDynamics:
+def _dynamics(d: int, hill: float, seed: int = 0) -> GrnDynamics:
     rng = np.random.default_rng(seed)
     G = np.triu(rng.random((d, d)) < 0.5, 1)
     k = rng.uniform(1, 5, (d, d)) * rng.choice([-1.0, 1.0], (d, d)) * G
@@ -28,10 +28,10 @@ def _dynamics(d: int, hill: int, seed: int = 0) -> GrnDynamics:
                        f32(decay), f32(np.ones(d)), f32(start), 10.0, 0.05, "path", hill)
 
 
-@pytest.mark.parametrize("hill", [1, 2, 3])
+@pytest.mark.parametrize("hill", [1.0, 2.0, 3.0, 2.5])
 def test_shared_hill_production_equals_the_per_edge_sum(hill):
     grn = _dynamics(7, hill)
-    per_edge = dataclasses.replace(grn, hill_int=0)  # [d, d] Hill terms, one per edge
+    per_edge = dataclasses.replace(grn, shared_hill=0.0)  # [d, d] Hill terms, one per edge
     x = np.abs(np.random.default_rng(1).normal(2.0, 2.0, (50, 7))).astype(np.float32)
     x[:5] = 0.0  # silent genes: every activation is 0, every repression 1
     fast = jax.vmap(grn.production)(jnp.asarray(x))

@@ -39,17 +39,20 @@ class GrnDynamics(eqx.Module):
     t_end: float = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     brownian: str = eqx.field(static=True, default="virtual_tree")
-    hill_int: int = eqx.field(static=True, default=0)  # > 0: every Hill coefficient is this int
+    shared_hill: float = eqx.field(static=True, default=0.0)  # > 0: every edge's coefficient
 
     def production(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
         x = jnp.maximum(x, 0.0)
-        if self.hill_int:
+        if n := self.shared_hill:
             # One Hill coefficient for every edge: a regulator's response is the same towards
             # all its targets (h_ij is the regulator's state), so it is computed once per gene,
             # and sum_i |k_ij| (act_i or 1 - act_i) = act @ k + sum_i max(-k_ij, 0): a [d]
             # vector and a matrix product instead of [d, d] Hill terms.
-            xn = jax.lax.integer_pow(x, self.hill_int)  # multiplications, not exp(n log x)
-            hn = jax.lax.integer_pow(self.half[:, 0], self.hill_int)
+            h = self.half[:, 0]
+            if float(n).is_integer():  # multiplications, not exp(n log x)
+                xn, hn = jax.lax.integer_pow(x, int(n)), jax.lax.integer_pow(h, int(n))
+            else:
+                xn, hn = jnp.power(x, n), jnp.power(h, n)
             act = xn / (hn + xn + 1e-12)
             return self.basal + jnp.maximum(-self.k, 0.0).sum(0) + act @ self.k
         xn = jnp.power(x[:, None], self.hill)  # [i, j]: per-edge coefficients
@@ -70,9 +73,9 @@ def build_grn(spec, key, G: Float[Array, "d d"], order, var_mask: Bool[Array, " 
     noise = jnp.where(var_mask, draw(spec.noise, ks[4], (d,)), 0.0)
     start = jnp.where(var_mask, (basal + 0.5 * jnp.abs(k).sum(0)) / decay, 0.0)
     half = jnp.broadcast_to(jnp.maximum(start, 1e-6)[:, None], (d, d))
-    fixed = isinstance(spec.hill, (int, float)) and float(spec.hill).is_integer()
+    shared = float(spec.hill) if isinstance(spec.hill, (int, float)) else 0.0
     return GrnDynamics(k, hill, half, basal, decay, noise, start, spec.t_end, spec.dt,
-                       spec.brownian, int(spec.hill) if fixed else 0)
+                       spec.brownian, shared)
 
 
 class IncrementPath(diffrax.AbstractBrownianPath):
