@@ -84,15 +84,24 @@ def _wrap(key: jax.Array, words: UInt32[Array, "... 2"]) -> jax.Array:
     return jax.random.wrap_key_data(words, impl=jax.random.key_impl(key))
 
 
+def _split_words(k0, k1, shape: tuple[int, ...]) -> UInt32[Array, "... 2"]:
+    index = jax.lax.iota(jnp.uint32, 2 * math.prod(shape)).reshape(*shape, 2)
+    return _hash_words(k0, k1, index, _SPLIT_SALT)
+
+
+def _fold_words(k0, k1, data) -> UInt32[Array, "2"]:
+    index = jnp.asarray(data).astype(jnp.uint32) * jnp.uint32(2) + jnp.arange(2, dtype=jnp.uint32)
+    return _hash_words(k0, k1, index, _FOLD_SALT)
+
+
 def split(key: jax.Array, num: int = 2) -> jax.Array:
     """`num` new keys (like ``jax.random.split``), as one fused hash of the key's words."""
-    return _wrap(key, _hash(key, jax.lax.iota(jnp.uint32, 2 * num).reshape(num, 2), _SPLIT_SALT))
+    return _wrap(key, _split_words(*_words(key), (num,)))
 
 
-def fold_in(key: jax.Array, data: int) -> jax.Array:
+def fold_in(key: jax.Array, data) -> jax.Array:
     """A new key for `data` (like ``jax.random.fold_in``; distinct from every ``split`` child)."""
-    return _wrap(key, _hash(key, jnp.uint32(2 * data) + jnp.arange(2, dtype=jnp.uint32),
-                            _FOLD_SALT))
+    return _wrap(key, _fold_words(*_words(key), data))
 
 
 def bits(key: jax.Array, shape: tuple[int, ...]) -> UInt32[Array, "..."]:
@@ -247,16 +256,6 @@ def _impl_seed(seed: Array) -> UInt32[Array, "2"]:
     return _hash_words(s, jnp.uint32(_GOLDEN), jnp.arange(2, dtype=jnp.uint32), _SPLIT_SALT)
 
 
-def _impl_split(data: UInt32[Array, "2"], shape: tuple[int, ...]) -> UInt32[Array, "... 2"]:
-    index = jax.lax.iota(jnp.uint32, 2 * math.prod(shape)).reshape(*shape, 2)
-    return _hash_words(data[0], data[1], index, _SPLIT_SALT)
-
-
-def _impl_fold_in(data: UInt32[Array, "2"], x) -> UInt32[Array, "2"]:
-    index = jnp.asarray(x).astype(jnp.uint32) * jnp.uint32(2) + jnp.arange(2, dtype=jnp.uint32)
-    return _hash_words(data[0], data[1], index, _FOLD_SALT)
-
-
 def _impl_bits(data: UInt32[Array, "2"], bit_width: int, shape: tuple[int, ...]) -> Array:
     if bit_width == 64:
         b = _hash_words(data[0], data[1], jax.lax.iota(jnp.uint32, 2 * math.prod(shape)))
@@ -268,8 +267,9 @@ def _impl_bits(data: UInt32[Array, "2"], bit_width: int, shape: tuple[int, ...])
 
 
 IMPL = jax.extend.random.define_prng_impl(
-    key_shape=(2,), seed=_impl_seed, split=_impl_split, random_bits=_impl_bits,
-    fold_in=_impl_fold_in, name="acbo_fastrand", tag="fr")
+    key_shape=(2,), seed=_impl_seed, split=lambda w, shape: _split_words(w[0], w[1], shape),
+    random_bits=_impl_bits, fold_in=lambda w, x: _fold_words(w[0], w[1], x),
+    name="acbo_fastrand", tag="fr")
 """These kernels as a JAX key implementation, for code that calls ``jax.random`` itself (e.g.
 diffrax's VirtualBrownianTree): ``jax.random.wrap_key_data(words, impl=IMPL)``. Same streams as
 the functions above for the same two words."""

@@ -101,10 +101,7 @@ class SCM(eqx.Module):
         return self.adjacency[:, self.target] > 0
 
     def _f(self, x, j):
-        outs = [m(x, j) for m in self.mechanisms]
-        if len(outs) == 1:
-            return outs[0]
-        return jnp.stack(outs)[self.mech_index[j]]
+        return _select([m(x, j) for m in self.mechanisms], self.mech_index[j])
 
     def _linear_parts(self):
         """(W [d, d], b [d], s [d]) when every mechanism is linear and every noise homoscedastic,
@@ -209,7 +206,7 @@ class SCM(eqx.Module):
         def step(t, xt):  # xt: [d, n]; row j is still 0 when node j's turn comes
             j = self.order[t]
             s = [nz.scale_of(xt, j) for nz in self.noises]
-            s = s[0] if len(s) == 1 else jnp.stack(jnp.broadcast_arrays(*s))[self.noise_index]
+            s = _select(jnp.broadcast_arrays(*s), self.noise_index)
             xj = self._f(xt, j) + s * eps[j]
             hit = hit_t[j]
             if mode == "hard":
