@@ -11,7 +11,6 @@ from pathlib import Path
 
 from engine.gates import evaluate_gates
 from engine.plan import STAGES, Plan, make_plan
-from engine.registry import CorruptArtifact
 from engine.runs import Run
 from engine.spec.loader import SpecFile, sibling
 from engine.stages import demonstrations, evaluate, expert, simulate, train
@@ -66,23 +65,22 @@ def current_verdict(spec_file: SpecFile, root: Path) -> dict | None:
 
 
 def _ensure(plan: Plan, names, ctx: StageContext, force: bool, reused: list, computed: list) -> None:
-    """Run the stages `names` of `plan` that are not cached (all of them with `force`)."""
+    """Run the stages `names` of `plan` that are not cached (all of them with `force`), each
+    under its lock: a concurrent apply of the same stage waits, then reuses what this one built."""
     for name in names:
         stage_dir = ctx.dir(name)
-        if stage_dir.done and not force:
-            try:
+        with stage_dir.building(ctx.progress.log):
+            if stage_dir.done and not force:
                 stage_dir.verify()
-            except CorruptArtifact as exc:
-                raise CorruptArtifact(f"{exc}; rerun with --force to recompute the {name} stage") from None
-            reused.append(name)
-            ctx.progress.log(f"{name}: cached ({stage_dir.hash})")
-            continue
-        if force:
-            stage_dir.remove()  # from scratch: no cached result, no checkpoint to resume
-        started = time.perf_counter()
-        RUNNERS[name](ctx)
-        computed.append(name)
-        ctx.progress.log(f"{name}: done in {time.perf_counter() - started:.1f} s ({stage_dir.hash})")
+                reused.append(name)
+                ctx.progress.log(f"{name}: cached ({stage_dir.hash})")
+                continue
+            if force:
+                stage_dir.remove()  # from scratch: no cached result, no checkpoint to resume
+            started = time.perf_counter()
+            RUNNERS[name](ctx)
+            computed.append(name)
+            ctx.progress.log(f"{name}: done in {time.perf_counter() - started:.1f} s ({stage_dir.hash})")
 
 
 def apply(
@@ -115,14 +113,14 @@ def apply(
             model_spec = upstream_file.spec.model
             _ensure(plan, STAGES[:3], ctx, force, reused, computed)
         eval_dir = ctx.dir("evaluate")
-        if eval_dir.done and not force:
-            eval_dir.verify()
-            evaluation = eval_dir.read_json("evaluation.json")
-            reused.append("evaluate")
-        else:
-            eval_dir.remove()
-            evaluation = evaluate.run(ctx, model_spec)
-            computed.append("evaluate")
+        with eval_dir.building(ctx.progress.log):
+            if eval_dir.done and not force:
+                evaluation = eval_dir.read_json("evaluation.json")
+                reused.append("evaluate")
+            else:
+                eval_dir.remove()
+                evaluation = evaluate.run(ctx, model_spec)
+                computed.append("evaluate")
         run.record_training(ctx.dir("train"))
         run.record("evaluation.json", evaluation)
         gates = None

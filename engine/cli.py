@@ -86,8 +86,8 @@ def _errors():
             err.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3)
         if isinstance(exc, CorruptArtifact):
-            err.print(f"corrupted artifact: {exc}", markup=False)
-            raise typer.Exit(1)
+            err.print(f"damaged file: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
         if isinstance(exc, TrainingStopped):
             err.print(f"training stopped: {exc}", markup=False)
             raise typer.Exit(1)
@@ -210,10 +210,16 @@ def report(
             err.print(f"no runs in {root}; run `acbo apply specs/phase2a.toml` first")
             raise typer.Exit(0)
         out.print(runs_table(root))
+        damaged = [run for run in runs if run.problem]
         for run in runs:
-            write_report(run.path, reports)
+            if not run.problem:
+                write_report(run.path, reports)
         index = write_index(root, reports)
-        _say(f"wrote {len(runs)} reports; index: {index}")
+        _say(f"wrote {len(runs) - len(damaged)} reports; index: {index}")
+        for run in damaged:  # never reported from: named, with how to recompute
+            err.print(f"damaged file: {run.problem}", markup=False, highlight=False, soft_wrap=True)
+        if damaged:
+            raise typer.Exit(2)
 
 
 @app.command()

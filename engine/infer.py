@@ -144,7 +144,7 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
     from engine.runs import latest_run
 
     path = Path(run)
-    if (path / "resolved.json").is_file():
+    if (path / "resolved.json").is_file() or (path / "manifest.json").is_file():
         return path
     root = Path(root) if root is not None else registry_root()
     if path.parent == Path(".") and (found := latest_run(root, str(run))) is not None:
@@ -208,11 +208,21 @@ def load(run: str | Path, registry: Path | None = None) -> Predictor:
     from engine.spec.root import Spec
     from engine.train.trainer import load_model
 
-    run_dir = resolve_run(run, registry)
-    if not (run_dir / "model.eqx").is_file():
-        raise InferError(f"{run_dir}: no model.eqx (the run did not finish training)")
-    spec = Spec.model_validate(json.loads((run_dir / "resolved.json").read_text()), strict=False)
+    from engine.registry import CorruptArtifact
+    from engine.runs import RunFolder
+
+    folder = RunFolder(resolve_run(run, registry))  # every file checksum-verified before use
+    resolved = folder.read_json("resolved.json")
+    try:
+        spec = Spec.model_validate(resolved, strict=False)
+    except ValueError as exc:
+        raise CorruptArtifact(
+            f"{folder.path / 'resolved.json'}: not a spec this acbo reads ({str(exc).splitlines()[0]}); "
+            "apply the spec again for a new run"
+        ) from None
     model_spec = spec.model
     if model_spec is None:  # an evaluation-only spec: the model is its upstream's
-        raise InferError(f"{run_dir}: spec '{spec.name}' trains no model ([stage] uses = '{spec.stage.uses}'); load a run of that spec")
-    return Predictor(run_dir, load_model(run_dir / "model.eqx", model_spec), model_spec)
+        raise InferError(f"{folder.path}: spec '{spec.name}' trains no model ([stage] uses = '{spec.stage.uses}'); load a run of that spec")
+    if not folder.has("model.eqx"):
+        raise InferError(f"{folder.path}: no model.eqx (the run did not finish training)")
+    return Predictor(folder.path, load_model(folder.file("model.eqx"), model_spec), model_spec)

@@ -18,17 +18,72 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 MANIFEST = "manifest.json"
 
 
 class CorruptArtifact(Exception):
-    """A file whose content no longer matches its recorded checksum (or is missing)."""
+    """A file whose content no longer matches its recorded checksum, or that is missing or
+    unreadable. The CLI names it (exit 2); nothing reads such a file's content."""
+
+
+def _manifest_digest(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, default=_json_default).encode())
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """A folder's manifest.json, with a checksum of its own content: damage to it is named as
+    damage to it, not mistaken for damage to the file whose recorded hash it hit."""
+    write_json(path, {**manifest, "sha256": _manifest_digest(manifest)})
+
+
+def read_manifest(path: Path, hint: str) -> dict:
+    """A folder's manifest.json ({'files': {name: sha256}, ...}); CorruptArtifact if unreadable."""
+    try:
+        manifest = json.loads(Path(path).read_bytes())
+        files = manifest["files"]
+        if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+            raise ValueError
+        ok = manifest.get("sha256") == _manifest_digest(manifest)
+    except FileNotFoundError:
+        raise CorruptArtifact(f"{path}: missing (the folder's checksums are gone); {hint}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise CorruptArtifact(f"{path}: unreadable manifest (damaged); {hint}") from None
+    if not ok:
+        raise CorruptArtifact(f"{path}: checksum mismatch (the manifest changed after it was written); {hint}")
+    return manifest
+
+
+def verified_path(folder: Path, manifest: dict, name: str, hint: str) -> Path:
+    """`folder/name` after checking it against `manifest`'s sha256 for it."""
+    path = Path(folder) / name
+    if name not in manifest["files"]:
+        raise CorruptArtifact(f"{path}: not recorded in {folder / MANIFEST}; {hint}")
+    try:
+        digest = sha256_file(path)
+    except FileNotFoundError:
+        raise CorruptArtifact(f"{path}: missing; {hint}") from None
+    except OSError as exc:
+        raise CorruptArtifact(f"{path}: unreadable ({exc.strerror}); {hint}") from None
+    if digest != manifest["files"][name]:
+        raise CorruptArtifact(f"{path}: checksum mismatch (the file changed after it was written); {hint}")
+    return path
+
+
+def loads_json(data: bytes, path: Path, hint: str) -> Any:
+    """JSON whose checksum passed but which does not parse (written damaged): CorruptArtifact."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise CorruptArtifact(f"{path}: not valid JSON; {hint}") from None
 
 
 def registry_root() -> Path:
@@ -129,6 +184,26 @@ class StageDir:
     def done(self) -> bool:
         return (self.final / MANIFEST).exists()
 
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "_stages" / self.stage / f"{self.hash}.lock"
+
+    @contextmanager
+    def building(self, say: Callable[[str], None] = print) -> Iterator[None]:
+        """Hold this stage's lock while it is checked, built or reused: one writer per stage
+        across processes (a second apply waits here, then finds the stage done)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            say(f"{self.stage}: waiting for another acbo process that is building it (lock {self.lock_path})")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def work_dir(self) -> Path:
         """Where an in-progress stage writes; kept across interruptions to resume from."""
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -143,26 +218,22 @@ class StageDir:
             "files": {name: sha256_file(work / name) for name in files},
             "meta": meta or {},
         }
-        write_json(work / MANIFEST, manifest)
+        write_manifest(work / MANIFEST, manifest)
         if self.final.exists():
             shutil.rmtree(self.final)
         os.replace(work, self.final)
         return self.final
 
+    @property
+    def hint(self) -> str:
+        return f"rerun with --force to recompute the {self.stage} stage"
+
     def manifest(self) -> dict:
-        return json.loads((self.final / MANIFEST).read_text())
+        return read_manifest(self.final / MANIFEST, self.hint)
 
     def path(self, name: str) -> Path:
         """A file of the completed stage, its checksum verified."""
-        manifest = self.manifest()
-        if name not in manifest["files"]:
-            raise CorruptArtifact(f"{self.final / name}: not recorded in the stage manifest")
-        path = self.final / name
-        if not path.exists():
-            raise CorruptArtifact(f"{path}: missing")
-        if sha256_file(path) != manifest["files"][name]:
-            raise CorruptArtifact(f"{path}: checksum mismatch (the file changed after it was written)")
-        return path
+        return verified_path(self.final, self.manifest(), name, self.hint)
 
     def read_bytes(self, name: str) -> bytes:
         return self.path(name).read_bytes()
@@ -171,7 +242,7 @@ class StageDir:
         return arrays_from_bytes(self.read_bytes(name))
 
     def read_json(self, name: str) -> Any:
-        return json.loads(self.read_bytes(name))
+        return loads_json(self.read_bytes(name), self.final / name, self.hint)
 
     def verify(self) -> None:
         for name in self.manifest()["files"]:

@@ -1,16 +1,31 @@
-"""Run records: what a run ran (spec, hashes, code, versions, devices, seed) and what it got."""
+"""Run records: what a run ran (spec, hashes, code, versions, devices, seed) and what it got.
+
+Every file of a run folder is listed with its sha256 in the folder's manifest.json, rewritten
+after each file; readers (`RunFolder`) verify a file before using it. The lock records the
+process that runs it (host, pid, its start time), so a run whose process died reads as `died`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import socket
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from engine.registry import read_jsonl, write_atomic, write_json
+from engine.registry import (
+    MANIFEST,
+    CorruptArtifact,
+    loads_json,
+    read_manifest,
+    verified_path,
+    write_atomic,
+    write_manifest,
+)
 
 PACKAGES = ("acbo", "jax", "jaxlib", "equinox", "optax", "diffrax", "pydantic", "numpy")
 
@@ -42,22 +57,77 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, Linux), or None: a pid reused by
+    another process after ours died has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+
+
+def this_process() -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "boot_id": _boot_id(), "pid_start": _process_start(pid)}
+
+
+def _alive(owner: dict) -> bool | None:
+    """Whether the process recorded in `owner` still runs; None when it cannot be told (another
+    host, or an old record without an owner)."""
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return None
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return None
+    if owner.get("boot_id") and owner["boot_id"] != _boot_id():
+        return False
+    if owner.get("pid_start") is not None:
+        return _process_start(pid) == owner["pid_start"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(lock: dict | None) -> str | None:
+    """The lock's status, with `running` read as `died` when its process no longer runs."""
+    status = (lock or {}).get("status")
+    if status == "running" and _alive(lock.get("owner")) is False:
+        return "died"
+    return status
+
+
 class Run:
-    """registry/<spec name>/<run id>/, created when an apply starts."""
+    """registry/<spec name>/<run id>/, created when an apply starts; its only writer."""
 
     def __init__(self, root: Path, plan, command: str):
         spec_file = plan.spec_file
         spec = spec_file.spec
         h = spec_hash(spec)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.dir = Path(root) / spec.name / f"{stamp}-{h[:6]}"
-        n = 1
-        while self.dir.exists():  # two runs within a second
-            self.dir = Path(root) / spec.name / f"{stamp}-{h[:6]}-{n}"
-            n += 1
-        self.dir.mkdir(parents=True)
-        write_atomic(self.dir / "spec.toml", spec_file.text)
-        write_json(self.dir / "resolved.json", spec.model_dump(mode="json"))
+        (Path(root) / spec.name).mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:  # two runs within a second, possibly in two processes: mkdir decides
+            self.dir = Path(root) / spec.name / (f"{stamp}-{h[:6]}" + (f"-{n}" if n else ""))
+            try:
+                self.dir.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+        self._files: dict[str, str] = {}
+        self._write("spec.toml", spec_file.text)
+        self._write("resolved.json", _json_bytes(spec.model_dump(mode="json")))
         repo = spec_file.path.resolve().parent
         sha = _git(repo, "rev-parse", "HEAD")
         self.lock = {
@@ -77,11 +147,17 @@ class Run:
             "started": _now(),
             "finished": None,
             "status": "running",
+            "owner": this_process(),
         }
         self._write_lock()
 
+    def _write(self, name: str, data: bytes | str) -> None:
+        """Write one file atomically, then the manifest with its checksum."""
+        self._files[name] = write_atomic(self.dir / name, data)
+        write_manifest(self.dir / MANIFEST, {"files": self._files})
+
     def _write_lock(self) -> None:
-        write_json(self.dir / "lock.json", self.lock)
+        self._write("lock.json", _json_bytes(self.lock))
 
     def finish(self, status: str, message: str | None = None) -> None:
         self.lock.update(status=status, finished=_now())
@@ -90,13 +166,65 @@ class Run:
         self._write_lock()
 
     def record_training(self, train_dir) -> None:
-        """Copy the train stage's metrics log and final model into the run."""
-        lines = read_jsonl(train_dir.path("metrics.jsonl"))
-        write_atomic(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
-        shutil.copyfile(train_dir.path("model.eqx"), self.dir / "model.eqx")
+        """Copy the train stage's metrics log and final model into the run (both verified)."""
+        self._write("metrics.jsonl", train_dir.read_bytes("metrics.jsonl"))
+        self._write("model.eqx", train_dir.read_bytes("model.eqx"))
 
     def record(self, name: str, obj) -> None:
-        write_json(self.dir / name, obj)
+        self._write(name, _json_bytes(obj))
+
+
+def _json_bytes(obj: Any) -> bytes:
+    from engine.registry import _json_default
+
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode()
+
+
+class RunFolder:
+    """A run folder read back: each file is verified against the run's manifest before use, so a
+    damaged file raises CorruptArtifact naming it and is never read."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.hint = (
+            f"this run's record is damaged: apply its spec again for a new run (cached stages are "
+            f"reused), or delete {self.path}"
+        )
+        if not self.path.is_dir():
+            raise CorruptArtifact(f"{self.path}: not a run folder")
+        self.manifest = read_manifest(self.path / MANIFEST, self.hint)
+
+    def has(self, name: str) -> bool:
+        """Whether the run wrote `name` (a file on disk that the manifest lacks is damage)."""
+        return name in self.manifest["files"] or (self.path / name).exists()
+
+    def file(self, name: str) -> Path:
+        return verified_path(self.path, self.manifest, name, self.hint)
+
+    def verify(self) -> None:
+        """Every recorded file, and no unrecorded file beside them."""
+        for name in self.manifest["files"]:
+            self.file(name)
+        for p in self.path.iterdir():
+            if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
+                if p.name not in self.manifest["files"]:
+                    raise CorruptArtifact(f"{p}: not recorded in {self.path / MANIFEST}; {self.hint}")
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.file(name).read_bytes()
+
+    def read_json(self, name: str) -> Any:
+        return loads_json(self.read_bytes(name), self.path / name, self.hint)
+
+    def read_jsonl(self, name: str) -> list[dict]:
+        """Every line must parse: the run's copy of a log is complete, never torn."""
+        out = []
+        for n, line in enumerate(self.read_bytes(name).decode("utf-8", "replace").splitlines(), 1):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise CorruptArtifact(f"{self.path / name}:{n}: not valid JSON; {self.hint}") from None
+        return out
 
 
 def latest_run(root: Path, spec_name: str) -> Path | None:

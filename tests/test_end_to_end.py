@@ -60,7 +60,7 @@ def test_corrupted_artifact_is_named_and_recomputed_with_force(applied, tmp_path
     demos = next((root / "_stages" / "demonstrations").glob("*/train.npz"))
     demos.write_bytes(demos.read_bytes()[:-10] + b"corrupted!")
     bad = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root)])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "train.npz" in bad.output and "checksum mismatch" in bad.output and "--force" in bad.output
     assert "Traceback" not in bad.output
     good = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root), "--force"])

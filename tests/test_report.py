@@ -64,6 +64,15 @@ def _lock(spec, run_id, started, finished, status="complete", dirty=True):
 
 def _write(path: Path, obj):
     path.write_text(json.dumps(obj))
+    _seal(path.parent)
+
+
+def _seal(run_dir: Path):
+    """Record every file's checksum in the run's manifest, as engine.runs.Run does."""
+    from engine.registry import sha256_file, write_manifest
+
+    files = {p.name: sha256_file(p) for p in run_dir.iterdir() if p.is_file() and p.name != "manifest.json"}
+    write_manifest(run_dir / "manifest.json", {"files": files})
 
 
 @pytest.fixture
@@ -77,7 +86,7 @@ def registry(tmp_path):
     lines = [{"step": s, "loss": float(2.0 * np.exp(-s / 300) + 0.05), "time_s": s * 0.1,
               "examples_per_s": 1200.0, "lr": 1e-3, **({"val_loss": 0.3} if s % 200 == 0 else {})}
              for s in range(0, 1000, 20)]
-    (full / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n{\"step\": 10")
+    (full / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
     _write(full / "evaluation.json", _eval_record(rng))
     _write(full / "gates.json", {"verdict": "NO-GO", "gates": [
         {"name": "accuracy_drop_f1", "kind": "accuracy_drop", "value": 0.12, "op": "<=",
@@ -90,6 +99,7 @@ def registry(tmp_path):
     _write(partial / "lock.json", _lock("phase2b", partial.name, "2025-01-02T09:00:00+00:00",
                                         None, status="running", dirty=False))
     (partial / "metrics.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    _seal(partial)
     (root / "phase2b" / "not-a-run").mkdir()  # no run files: ignored
     return root, full, partial
 
@@ -155,6 +165,7 @@ def test_report_documents(registry, tmp_path):
 def test_partial_run_still_reports(registry, tmp_path):
     root, _, partial = registry
     (partial / "metrics.jsonl").unlink()
+    _seal(partial)
     md, page = write_report(partial, tmp_path / "reports")
     md_text, html_text = md.read_text(), page.read_text()
     assert "evaluation.json" in md_text and "gates.json" in md_text  # named as missing

@@ -98,7 +98,7 @@ def render_markdown(run: RunRecord, figure_names: list[str], figure_dir: str) ->
     """The markdown report; ``figure_dir`` is the PNG folder relative to the markdown file."""
     verdict = run.verdict or "no gate verdict"
     out = [f"# {run.spec_name} / {run.run_id}", "", f"**Verdict: {verdict}**", ""]
-    status = (run.lock or {}).get("status")
+    status = run.status
     if status:
         out += [f"Run status: {status}", ""]
     missing = _missing(run)

@@ -1,18 +1,21 @@
-"""Reading run folders (``registry/<spec_name>/<run_id>/``) for reports, tolerating missing parts.
+"""Reading run folders (``registry/<spec_name>/<run_id>/``) for reports.
 
 A run folder may hold any of ``lock.json``, ``metrics.jsonl``, ``evaluation.json``,
-``gates.json``; a run that only trained has no evaluation, one still running may have a torn last
-metrics line. Reports never fail on these: what is absent is shown as absent.
+``gates.json``: a run that only trained has no evaluation, one that died has no results. What is
+absent is shown as absent; what is damaged (a checksum that fails, a file the run's manifest does
+not list) is never read: the run is listed with its `problem` and gets no report.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from engine.registry import MANIFEST, CorruptArtifact
+from engine.runs import RunFolder, run_status
 
 RUN_FILES = ("lock.json", "metrics.jsonl", "evaluation.json", "gates.json")
 
@@ -26,6 +29,7 @@ class RunRecord:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None
     gates: dict[str, Any] | None = None
+    problem: str | None = None  # why this run folder cannot be trusted (damaged), else None
 
     @property
     def spec_name(self) -> str:
@@ -39,6 +43,11 @@ class RunRecord:
     def slug(self) -> str:
         """``<spec_name>-<run_id>``: the report's file stem."""
         return f"{self.spec_name}-{self.run_id}"
+
+    @property
+    def status(self) -> str | None:
+        """The lock's status; `died` for a run whose process no longer runs; `damaged`."""
+        return "damaged" if self.problem else run_status(self.lock)
 
     @property
     def started(self) -> datetime | None:
@@ -63,42 +72,35 @@ class RunRecord:
             return None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:  # a torn line from a run still writing
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+def _dict(value: Any, path: Path) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise CorruptArtifact(f"{path}: expected a JSON object")
+    return value
 
 
 def load_run(run_dir: Path) -> RunRecord:
-    """Read one run folder; missing or unreadable files become None / []."""
-    run_dir = Path(run_dir)
+    """Read one run folder, every file verified; CorruptArtifact names the first damaged one."""
+    folder = RunFolder(Path(run_dir))
+    folder.verify()  # a report vouches for the whole run, spec and model included
+
+    def read(name):
+        return folder.read_json(name) if folder.has(name) else None
+
     return RunRecord(
-        path=run_dir,
-        lock=_read_json(run_dir / "lock.json"),
-        metrics=_read_jsonl(run_dir / "metrics.jsonl"),
-        evaluation=_read_json(run_dir / "evaluation.json"),
-        gates=_read_json(run_dir / "gates.json"),
+        path=folder.path,
+        lock=_dict(read("lock.json"), folder.path / "lock.json"),
+        metrics=[r for r in (folder.read_jsonl("metrics.jsonl") if folder.has("metrics.jsonl") else [])
+                 if isinstance(r, dict)],
+        evaluation=_dict(read("evaluation.json"), folder.path / "evaluation.json"),
+        gates=_dict(read("gates.json"), folder.path / "gates.json"),
     )
+
+
+def _load_or_damaged(run_dir: Path) -> RunRecord:
+    try:
+        return load_run(run_dir)
+    except CorruptArtifact as exc:
+        return RunRecord(path=Path(run_dir), problem=str(exc))
 
 
 def _sort_key(run: RunRecord) -> float:
@@ -115,14 +117,14 @@ def _sort_key(run: RunRecord) -> float:
 
 
 def list_runs(registry_root: Path) -> list[RunRecord]:
-    """All run folders ``<root>/<spec>/<run>/`` holding at least one run file, newest first."""
+    """All run folders ``<root>/<spec>/<run>/``, newest first; damaged ones carry `problem`."""
     root = Path(registry_root)
     runs = []
     if root.is_dir():
-        for spec_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for spec_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
             for run_dir in sorted(p for p in spec_dir.iterdir() if p.is_dir()):
-                if any((run_dir / f).is_file() for f in RUN_FILES):
-                    runs.append(load_run(run_dir))
+                if any((run_dir / f).is_file() for f in RUN_FILES + (MANIFEST,)):
+                    runs.append(_load_or_damaged(run_dir))
     return sorted(runs, key=_sort_key, reverse=True)
 
 

@@ -47,7 +47,8 @@ def verdict_cell(verdict: str | None) -> Cell:
 
 
 def _status_cell(status: str | None) -> Cell:
-    tone = {"complete": "good", "failed": "bad", "running": "dim"}.get(status or "")
+    tone = {"complete": "good", "failed": "bad", "died": "bad", "damaged": "bad",
+            "running": "dim"}.get(status or "")
     return (status or "—", tone)
 
 
@@ -83,9 +84,9 @@ def runs_grid(runs: Iterable[RunRecord]) -> Grid:
             _c(short_hash(lock.get("spec_hash"))),
             _c(fmt_time(run.started)),
             _c(fmt_duration(duration) if duration is not None else
-               ("running" if lock.get("status") == "running" else "—")),
+               ("running" if run.status == "running" else "—")),
             _c(short_sha(lock)),
-            _status_cell(lock.get("status")),
+            _status_cell(run.status),
             _c(f"{fmt(s['model_f1'])} / {fmt(s['model_auroc'])}"
                if s["model_f1"] is not None or s["model_auroc"] is not None else "—"),
             _c(s["expert_f1"]),
@@ -249,9 +250,10 @@ def provenance_grid(run: RunRecord) -> Grid:
             add(key.replace("_", " ").capitalize(), str(lock[key]))
     if "git_sha" in lock:
         add("Git SHA", f"{lock['git_sha']}{' (dirty)' if lock.get('git_dirty') else ''}")
-    for key in ("status", "seed"):
-        if key in lock:
-            add(key.capitalize(), lock[key])
+    if run.status:
+        add("Status", run.status)
+    if "seed" in lock:
+        add("Seed", lock["seed"])
     add("Started", str(lock.get("started") or "—"))
     add("Finished", str(lock.get("finished") or "—"))
     add("Duration", fmt_duration(run.duration_s))

@@ -50,5 +50,15 @@ def save_model(path: Path, model) -> str:
 
 
 def load_model(path: Path, model_spec):
+    """The model in `path` (already checksum-verified by the caller) shaped as `model_spec`
+    builds it; a file that does not deserialise to that shape is CorruptArtifact."""
+    from engine.registry import CorruptArtifact
+
     like = model_spec.build(jax.random.PRNGKey(0))
-    return eqx.tree_deserialise_leaves(path, like)
+    try:
+        return eqx.tree_deserialise_leaves(path, like)
+    except Exception as exc:  # noqa: BLE001 - equinox/numpy raise several types for bad files
+        raise CorruptArtifact(
+            f"{path}: does not hold a {model_spec.kind} model of its spec's shape "
+            f"({type(exc).__name__}); retrain it (apply its spec with --force)"
+        ) from None
