@@ -233,38 +233,50 @@ def infer(
     registry: Optional[Path] = RegistryOpt,
 ):
     """Parent probabilities of --target, or the whole edge-probability matrix, for a CSV of data."""
-    from engine.infer import InferError
+    import csv
+    import io
+
+    from engine.userfiles import InferError, check_output, inputs, read_csv, target_index, write_output
 
     with _errors():
         try:
+            # Every check on the user's files comes before the (slow) model load.
+            given = {"the data file": data, "the interventions file": interventions}
+            if output:
+                check_output(output, {**given, "the --graphml file": graphml})
+            if graphml:
+                check_output(graphml, given)
+            table = read_csv(data, "data")
+            mask = read_csv(interventions, "interventions") if interventions else None
+            inputs(table, mask)
+            if target is not None:
+                target_index(table, target)
             import engine
 
             predictor = engine.load(run, _root(registry))
             if target is not None:
-                probs = predictor.parents(data, interventions, target=target)
-                text = "parent,probability\n" + "".join(f"{n},{p:.6f}\n" for n, p in probs.items())
+                probs = predictor.parents(table, mask, target=target)
+                buf = io.StringIO()
+                w = csv.writer(buf, lineterminator="\n")  # quotes names with commas
+                w.writerow(["parent", "probability"])
+                w.writerows([n, f"{p:.6f}"] for n, p in probs.items())
                 graph = None
             else:
-                graph = predictor.graph(data, interventions)
-                text = None
+                graph = predictor.graph(table, mask)
+                buf = io.StringIO()
+                graph.to_csv(buf)
             if graphml:
-                graph = graph or predictor.graph(data, interventions)
+                graph = graph or predictor.graph(table, mask)
                 graph.to_graphml(graphml)
-                err.print(f"wrote {graphml}")
+                err.print(f"wrote {graphml}", markup=False, highlight=False, soft_wrap=True)
+            if output:
+                write_output(output, buf.getvalue().encode())
+                err.print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)
+            else:
+                sys.stdout.write(buf.getvalue())
         except InferError as exc:
             err.print(f"infer: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2)
-        if text is None:
-            import io
-
-            buf = io.StringIO()
-            graph.to_csv(buf)
-            text = buf.getvalue()
-        if output:
-            output.write_text(text)
-            err.print(f"wrote {output}")
-        else:
-            sys.stdout.write(text)
 
 
 def main():  # pragma: no cover

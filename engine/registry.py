@@ -27,6 +27,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: umask can only be read by setting it
 
 
 class CorruptArtifact(Exception):
@@ -113,6 +115,7 @@ def write_atomic(path: Path, data: bytes | str) -> str:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make outputs private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -212,6 +215,9 @@ class StageDir:
     def commit(self, files: list[str], meta: dict | None = None) -> Path:
         """Checksum `files` of the work dir, write the manifest, publish atomically."""
         work = self.partial
+        for stray in work.glob(".*"):  # temporaries of writes a kill interrupted
+            if stray.is_file() and stray.name not in files:
+                stray.unlink()
         manifest = {
             "stage": self.stage,
             "hash": self.hash,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.registry import write_atomic
 from engine.report.plots import figures
 from engine.report.run import RunRecord, list_runs, load_run
 from engine.report.tables import (
@@ -36,19 +35,8 @@ FIGURE_TITLES = {
 
 
 def atomic_write(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    write_atomic(path, data)
+    return Path(path)
 
 
 def _grids(run: RunRecord) -> list[Grid]:
