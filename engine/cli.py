@@ -1,7 +1,7 @@
 """The `acbo` command line: validate, schema, plan, apply, gate, report.
 
-Exit codes: 0 success / GO, 1 internal failure, 2 invalid spec or usage, 3 NO-GO (or a required
-spec not GO).
+Exit codes: 0 success / GO, 1 internal failure, 2 invalid spec, usage or input, or a damaged file
+(named), 3 NO-GO (or a required spec not GO).
 """
 
 from __future__ import annotations
@@ -52,10 +52,33 @@ def _setup() -> None:
     retain_freed_memory()  # XLA's CPU buffers reuse freed pages instead of faulting in new ones
 
 
-def _root(registry: Optional[Path]) -> Path:
+class UsageError(Exception):
+    """A folder or file given on the command line that cannot be used (exit 2)."""
+
+
+def _folder(path: Path, what: str) -> Path:
+    """`path` as a folder acbo may write in, created if absent; else UsageError, before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{what} {path}: not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot create it ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: not writable")
+    return path
+
+
+def _root(registry: Optional[Path], create: bool = False) -> Path:
+    """The registry folder; `create` for commands that write runs (readers never create it)."""
     from engine.registry import registry_root
 
-    return Path(registry) if registry else registry_root()
+    root = Path(registry) if registry else registry_root()
+    if create:
+        return _folder(root, "registry")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"registry {root}: not a folder")
+    return root
 
 
 @contextmanager
@@ -71,6 +94,9 @@ def _errors():
         raise typer.Exit(2)
     except PlanError as exc:
         err.print(f"plan: {exc}", markup=False)
+        raise typer.Exit(2)
+    except UsageError as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except KeyboardInterrupt:
         err.print("interrupted: completed stages are kept; the same command resumes", markup=False)
@@ -91,6 +117,10 @@ def _errors():
         if isinstance(exc, TrainingStopped):
             err.print(f"training stopped: {exc}", markup=False)
             raise typer.Exit(1)
+        if isinstance(exc, OSError) and exc.filename and not os.environ.get("ACBO_DEBUG"):
+            # the machine, not acbo: a full disk, a folder taken away, permissions
+            err.print(f"{exc.filename}: {exc.strerror or exc}", markup=False, highlight=False)
+            raise typer.Exit(1)
         if os.environ.get("ACBO_DEBUG"):
             traceback.print_exc()
         err.print(f"internal error: {type(exc).__name__}: {exc} (set ACBO_DEBUG=1 for the traceback)", markup=False)
@@ -110,10 +140,16 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
     """The JSON Schema of spec files (for editors: Taplo / Even Better TOML)."""
     from engine.spec.schema import spec_schema
 
+    from engine.userfiles import InferError, check_output, write_output
+
     text = json.dumps(spec_schema(), indent=2)
     if output:
-        output.write_text(text)
-        err.print(f"wrote {output}")
+        try:
+            write_output(check_output(output), (text + "\n").encode())
+        except InferError as exc:
+            err.print(f"schema: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        err.print(f"wrote {output}", markup=False, highlight=False)
     else:
         sys.stdout.write(text + "\n")
 
@@ -154,7 +190,7 @@ def _run_apply(spec: Path, set_, registry, force: bool, command: str):
 
     loaded = load(spec, set_ or [])
     with RichProgress(err) as progress:
-        return apply(loaded, _root(registry), progress, force=force, command=command)
+        return apply(loaded, _root(registry, create=True), progress, force=force, command=command)
 
 
 @app.command("apply")
@@ -205,6 +241,7 @@ def report(
         from engine.report import list_runs, runs_table, write_index, write_report
 
         root = _root(registry)
+        _folder(reports, "reports folder")
         runs = list_runs(root)
         if not runs:
             err.print(f"no runs in {root}; run `acbo apply specs/phase2a.toml` first")

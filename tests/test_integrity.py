@@ -201,3 +201,21 @@ def test_two_applies_of_one_spec_at_once_build_each_stage_once(tmp_path):
         from engine.runs import RunFolder
 
         RunFolder(runs[i]).verify()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["schema", "-o", "{missing}/x.json"], "schema: {missing}/x.json: folder {missing} does not exist"),
+    (["schema", "-o", "{tmp}"], "schema: {tmp}: is a directory; give a file name for the output"),
+    (["report", "--registry", "{file}"], "registry {file}: not a folder"),
+    (["report", "--registry", "{tmp}", "--reports", "{file}"], "reports folder {file}: not a folder"),
+    (["apply", str(SPECS / "smoke.toml"), "--registry", "{file}"], "registry {file}: not a folder"),
+    (["apply", str(SPECS / "smoke.toml"), "--registry", "{file}/sub"], "registry {file}/sub: cannot create it"),
+    (["gate", str(SPECS / "smoke.toml"), "--registry", "{file}"], "registry {file}: not a folder"),
+])
+def test_folders_that_cannot_be_used_are_refused_before_any_work(tmp_path, args, message):
+    file = tmp_path / "afile"
+    file.write_text("x")
+    fill = {"missing": str(tmp_path / "missing"), "tmp": str(tmp_path), "file": str(file)}
+    result = CliRunner().invoke(app, [a.format(**fill) for a in args])
+    _clean(result)
+    assert result.exit_code == 2 and message.format(**fill) in result.output, result.output
