@@ -29,6 +29,10 @@ def test_killed_training_resumes_bit_for_bit(smoke_registry, tmp_path):
     assert killed.returncode == -9, killed.stderr  # SIGKILL mid-training, after step 20
     partial = next((root / "_stages" / "train").glob("*.partial"))
     assert [p.name for p in (partial / "checkpoints").iterdir()] == ["ckpt-000000020.eqx"]
+    from engine.report import list_runs
+
+    dead = [r for r in list_runs(root) if r.lock and r.lock["status"] == "running"]
+    assert [r.status for r in dead] == ["died"]  # its lock says running; its process is gone
 
     resumed = _apply(root)
     assert resumed.returncode == 0, resumed.stderr
