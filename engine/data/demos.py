@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-SPLITS = ("train", "validation", "heldout")
+from engine.spec.data import SPLITS, split_counts
 
 
 class Demonstrations(eqx.Module):
@@ -108,8 +108,7 @@ def snapshot_steps(n_valid: int, count: int) -> list[int]:
 def split_graphs(n_graphs: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Disjoint graph indices per split, by a seeded permutation (never by row or demo)."""
     order = np.random.default_rng(seed).permutation(n_graphs)
-    counts = {s: int(round(fractions[s] * n_graphs)) for s in SPLITS}
-    counts["train"] = n_graphs - counts["validation"] - counts["heldout"]
+    counts = split_counts(n_graphs, fractions)
     out, start = {}, 0
     for s in SPLITS:
         out[s] = np.sort(order[start : start + counts[s]])

@@ -7,6 +7,7 @@ that build runtime objects import their runtime modules lazily inside ``build()`
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -19,10 +20,39 @@ def suggest(word: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-class Section(BaseModel):
-    """Base of every spec model: strict, frozen, unknown keys are errors with a suggestion."""
+FLOAT32_MAX = 3.4028234663852886e38  # the runtime computes in float32
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+def error_at(at: tuple, message: str) -> PydanticCustomError:
+    """A validation error about the keys `at` below the model that raises it (the loader appends
+    them to the error's path, so the line is the key's, not the table's)."""
+    return PydanticCustomError("spec_at", "{message}", {"at": tuple(at), "message": message})
+
+
+def _bad_number(value: Any, at: tuple) -> tuple[tuple, str] | None:
+    """(path, why) of the first non-finite or float32-overflowing number in `value` (a scalar or
+    a list of them), or None. Tables are left to their own Section."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _bad_number(item, at + (i,))
+            if found:
+                return found
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return at, f"must be a finite number (got {value!r})"
+    if abs(value) > FLOAT32_MAX:
+        return at, f"must fit in float32 (|x| <= {FLOAT32_MAX:.8g}) (got {value!r})"
+    return None
+
+
+class Section(BaseModel):
+    """Base of every spec model: strict, frozen, unknown keys are errors with a suggestion,
+    numbers must be finite float32 values."""
+
+    # allow_inf_nan=False is a backstop: the before-validator below already names the key.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -36,6 +66,11 @@ class Section(BaseModel):
                         "unknown key '{key}'{hint}; allowed: {allowed}",
                         {"key": key, "hint": suggest(str(key), known), "allowed": ", ".join(known)},
                     )
+            # TOML allows nan and inf; checked here, per key, so the error names the key.
+            for key, value in data.items():
+                found = _bad_number(value, (key,))
+                if found:
+                    raise error_at(*found)
         return data
 
 

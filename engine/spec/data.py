@@ -3,11 +3,21 @@ how the spec's fixed graphs split into training, validation and held-out sets.""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from engine.spec.base import Section
+from engine.spec.base import Section, error_at
+
+SPLITS = ("train", "validation", "heldout")
+
+
+def split_counts(n_graphs: int, fractions: Mapping[str, float]) -> dict[str, int]:
+    """Graphs per split, the one definition (engine.data.demos.split_graphs uses it):
+    validation and heldout get round(fraction * n_graphs) (Python's round, half to even), train
+    the rest, which is negative when those two round up past n_graphs (DataSpec refuses that)."""
+    counts = {s: int(round(fractions[s] * n_graphs)) for s in ("validation", "heldout")}
+    return {"train": n_graphs - counts["validation"] - counts["heldout"], **counts}
 
 
 class Split(Section):
@@ -64,3 +74,33 @@ class DataSpec(Section):
                 f"e.g. split = {{ train = 0.0, validation = 0.2, heldout = 0.8 }}"
             )
         return split
+
+    @property
+    def graph_counts(self) -> dict[str, int]:
+        """Graphs per split (see split_counts)."""
+        return split_counts(self.n_graphs, self.split.model_dump())
+
+    def empty_split(self, name: str, why: str) -> tuple[tuple, str]:
+        """(keys, message) for split `name` holding no graph: at its fraction when that is 0,
+        else at n_graphs (too few graphs for the fraction to round to one)."""
+        c = self.graph_counts
+        at = ("split", name) if getattr(self.split, name) == 0 else ("n_graphs",)
+        return at, (f"n_graphs = {self.n_graphs} splits into train {c['train']}, validation "
+                    f"{c['validation']}, heldout {c['heldout']} graphs: {why}")
+
+    @model_validator(mode="after")
+    def _splits_hold_graphs(self) -> "DataSpec":
+        c = self.graph_counts
+        if c["train"] < 0:
+            raise error_at(
+                ("n_graphs",),
+                f"n_graphs = {self.n_graphs} cannot be split: validation and heldout round to "
+                f"{c['validation']} + {c['heldout']} graphs, more than there are (change "
+                "data.n_graphs or data.split)",
+            )
+        if c["heldout"] < 1:
+            raise error_at(*self.empty_split(
+                "heldout", "every spec is evaluated on its held-out graphs, so at least one is "
+                "needed (raise data.split.heldout or data.n_graphs)"
+            ))
+        return self

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
-from engine.spec.base import Section
+from engine.spec.base import Section, error_at
 
 Metric = Literal["f1", "auroc", "auprc", "map_f1", "brier", "ece", "shd"]
+UNBOUNDED_METRICS = {"shd"}  # the others lie in [0, 1]
+
+SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class EvaluationSpec(Section):
@@ -56,10 +60,37 @@ class MetricGate(Section):
     min: float | None = None
     max: float | None = None
 
+    @model_validator(mode="after")
+    def _can_pass_and_fail(self) -> "MetricGate":
+        lo, hi = self.min, self.max
+        if lo is None and hi is None:
+            raise ValueError("a metric gate needs min and/or max (without a bound it always passes)")
+        if lo is not None and hi is not None and lo > hi:
+            raise error_at(("min",), f"min ({lo:g}) must be <= max ({hi:g}): no value can pass")
+        if lo is not None and lo > 1 and self.metric not in UNBOUNDED_METRICS:
+            raise error_at(("min",), f"{self.metric} is at most 1, so min = {lo:g} can never pass")
+        if hi is not None and hi < 0:
+            raise error_at(("max",), f"{self.metric} is never negative, so max = {hi:g} can never "
+                                     "pass")
+        return self
+
 
 GateSpec = Annotated[
     Union[SpeedupGate, AccuracyDropGate, FasterShareGate, MetricGate], Field(discriminator="kind")
 ]
+
+
+def _spec_name(name: str) -> str:
+    # Only a plain name: it becomes <spec dir>/<name>.toml, so a path could leave that folder.
+    if len(name) > 64 or not re.fullmatch(SPEC_NAME, name):
+        raise ValueError(
+            f"'{name}' is not a spec name: give the name of a spec file beside this one, without "
+            "a folder or '.toml' (e.g. \"phase2a\" for phase2a.toml)"
+        )
+    return name
+
+
+SpecName = Annotated[str, AfterValidator(_spec_name)]
 
 
 class StageSpec(Section):
@@ -69,5 +100,5 @@ class StageSpec(Section):
     `requires`: refuse to apply until each named spec's gate verdict is GO.
     """
 
-    uses: str | None = None
-    requires: list[str] = []
+    uses: SpecName | None = None
+    requires: list[SpecName] = []

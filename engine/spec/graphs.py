@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
                       model_validator)
 
-from engine.spec.base import Normal, Param, Section, SignedUniform, Uniform, param_bounds
+from engine.spec.base import (Normal, Param, Section, SignedUniform, Uniform, error_at,
+                              param_bounds)
 
 Weight = Annotated[float, Field(default=1.0, gt=0)]
 
@@ -124,7 +125,11 @@ class FromFile(Section):
         base = (info.context or {}).get("spec_dir")
         self._base_dir = Path(base) if base is not None else None
         if base is not None or Path(self.path).is_absolute():
-            self.read()  # errors (missing file, cycles) surface at validate time
+            try:
+                self.read()  # errors (missing file, cycles) surface at validate time
+            except ValueError as exc:  # engine.scm.files.GraphFileError: named as written here
+                problem = getattr(exc, "problem", str(exc))
+                raise error_at(("path",), f"graph file {self.path}: {problem}") from None
         return self
 
     def resolved(self, base_dir: str | Path | None = None) -> Path:

@@ -71,17 +71,25 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     return path, parsed
 
 
-def _apply_override(raw: dict, path: tuple[str, ...], value: Any) -> list[tuple[str, ...]]:
-    """Set `value` at `path`; return the paths of the tables it had to create (the override's)."""
-    node, created = raw, []
-    for i, part in enumerate(path[:-1]):
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
+def _apply_override(raw: dict, path: tuple[str, ...], value: Any) -> tuple[tuple, list[tuple]]:
+    """Set `value` at `path` (a number after an array indexes it: gates.0.min); return that path
+    as the document's (indices as ints) and the tables it had to create (the override's)."""
+    node, created, out = raw, [], []
+    for i, part in enumerate(path):
+        if isinstance(node, list):  # only entered when `part` is a number
+            if int(part) >= len(node):
+                raise ValueError(f"'{'.'.join(path[:i])}' has {len(node)} element(s), no '{part}'")
+            part = int(part)
+        out.append(part)
+        if i == len(path) - 1:
+            node[part] = value
+            break
+        nxt = node[part] if isinstance(node, list) else node.get(part)
+        if not (isinstance(nxt, dict) or (isinstance(nxt, list) and path[i + 1].isdigit())):
             nxt = node[part] = {}
-            created.append(path[: i + 1])
+            created.append(tuple(out))
         node = nxt
-    node[path[-1]] = value
-    return created
+    return tuple(out), created
 
 
 def _raw_path(raw: Any, loc: tuple) -> tuple[tuple, tuple | None]:
@@ -147,6 +155,8 @@ def _message(err: dict) -> tuple[str, tuple]:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "unknown_key":
         return f"unknown key{ctx['hint']}; allowed: {ctx['allowed']}", (ctx["key"],)
+    if kind == "spec_at":  # engine.spec.base.error_at: the error names keys below its model
+        return ctx["message"], tuple(ctx["at"])
     if kind == "union_tag_invalid":
         tags = re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
         field_name = "kind" if "kind" in ctx.get("discriminator", "") else "dist"
@@ -206,14 +216,30 @@ def validate(raw: dict, lines: dict, display: str, overrides: dict, context: dic
         raise SpecError(problems) from None
 
 
+def _read_text(path: Path, display: str) -> str:
+    def fail(message: str, line: int | None = None) -> SpecError:
+        return SpecError([Problem(display, line, "", message)])
+
+    if path.is_dir():
+        raise fail("cannot read spec: it is a directory, not a .toml file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read spec: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise fail(
+            f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})", line
+        ) from None
+
+
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
     """Read, override and validate a spec file; raise SpecError with every problem."""
     path = Path(path)
     display = _display(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError([Problem(display, None, "", f"cannot read spec: {exc.strerror}")]) from None
+    text = _read_text(path, display)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -229,8 +255,12 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecF
         except ValueError as exc:
             message = str(exc).removeprefix(f"--set {text_override}: ")
             raise SpecError([Problem(f"--set {text_override}", None, "", message)]) from None
-        for made in _apply_override(raw, key, value):
-            applied.setdefault(made, text_override)
+        try:
+            key, made = _apply_override(raw, key, value)
+        except ValueError as exc:
+            raise SpecError([Problem(f"--set {text_override}", None, "", str(exc))]) from None
+        for table in made:
+            applied.setdefault(table, text_override)
         applied[key] = text_override
     lines = locate_lines(text)
     spec = validate(raw, lines, display, applied, {"spec_dir": path.resolve().parent})

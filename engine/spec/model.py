@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from engine.spec.base import Section
+from engine.spec.base import Section, error_at
 
 
 class StatsModel(Section):
@@ -24,6 +24,12 @@ class StatsModel(Section):
     dim: int = Field(default=64, gt=0)
     layers: int = Field(default=2, ge=0)
     heads: int = Field(default=4, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "StatsModel":
+        if self.dim % self.heads:  # each head attends over dim / heads channels
+            raise error_at(("heads",), f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        return self
 
     def build(self, key):
         from engine.models.stats import StatsPredictor

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from engine.spec.base import Section
+from engine.spec.base import Section, error_at
 from engine.spec.data import DataSpec
-from engine.spec.evaluation import EvaluationSpec, GateSpec, StageSpec
+from engine.spec.evaluation import SPEC_NAME, EvaluationSpec, GateSpec, StageSpec
 from engine.spec.expert import ExpertSpec
 from engine.spec.model import LossSpec, ModelSpec
 from engine.spec.scm import ScmSpec
@@ -19,7 +19,7 @@ class Spec(Section):
     """An acbo experiment: SCM distribution -> expert -> demonstrations -> model -> gates."""
 
     version: Literal[1]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    name: str = Field(pattern=SPEC_NAME, max_length=64)
     description: str = ""
     seed: int = Field(default=0, ge=0)
     scm: ScmSpec
@@ -70,6 +70,22 @@ class Spec(Section):
             )
         if self.stage.uses == self.name or self.name in self.stage.requires:
             raise ValueError("a spec cannot use or require itself")
+        return self
+
+    @model_validator(mode="after")
+    def _splits_fit_training(self) -> "Spec":
+        """[data] checks its held-out split itself; training's needs depend on other sections."""
+        counts, problem = self.data.graph_counts, None
+        if self.trains and self.data.mode == "fixed" and counts["train"] < 1:
+            problem = self.data.empty_split(
+                "train", "data.mode = \"fixed\" trains on the training graphs' demonstrations, "
+                "so at least one is needed (raise data.split.train or data.n_graphs)")
+        elif self.train and self.train.early_stopping and counts["validation"] < 1:
+            problem = self.data.empty_split(
+                "validation", "train.early_stopping needs at least one validation graph (raise "
+                "data.split.validation or data.n_graphs)")
+        if problem:
+            raise error_at(("data",) + problem[0], problem[1])
         return self
 
     @property

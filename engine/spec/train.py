@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from engine.spec.base import Section
+from engine.spec.base import Section, error_at
 from engine.spec.graphs import GraphSpec, Size
 from engine.spec.mechanisms import MechanismSpec, NoiseSpec
 
@@ -37,6 +37,16 @@ class WarmupCosine(Section):
     warmup: int = Field(default=0, ge=0)
     decay_steps: int | None = Field(default=None, gt=0)
     end: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WarmupCosine":
+        if self.end > self.peak:
+            raise error_at(("end",), f"end ({self.end:g}) must be <= peak ({self.peak:g}): the "
+                                     "cosine decays from peak to end")
+        if self.decay_steps is not None and self.decay_steps < self.warmup:
+            raise error_at(("decay_steps",), f"decay_steps ({self.decay_steps}) must be >= warmup "
+                                             f"({self.warmup}): the decay follows the warm-up")
+        return self
 
     def build(self, total_steps: int):
         from engine.train.schedules import warmup_cosine
