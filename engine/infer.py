@@ -62,7 +62,8 @@ class Graph:
 
 
 def resolve_run(run: str | Path, root: Path | None = None) -> Path:
-    """A run folder, or the latest run of the spec named `run` in the registry `root`."""
+    """A run folder, or the latest run of the spec named `run` in the registry `root` that holds
+    a model."""
     from engine.registry import registry_root
     from engine.runs import latest_run
 

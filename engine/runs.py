@@ -227,6 +227,10 @@ class RunFolder:
         return out
 
 
-def latest_run(root: Path, spec_name: str) -> Path | None:
-    runs = sorted((Path(root) / spec_name).glob("*/lock.json"))
-    return runs[-1].parent if runs else None
+def latest_run(root: Path, spec_name: str, holding: str = "model.eqx") -> Path | None:
+    """The newest run of `spec_name` that recorded `holding` (one still running has not, and is
+    passed over); a run whose manifest is damaged is not passed over: CorruptArtifact."""
+    for manifest in sorted((Path(root) / spec_name).glob(f"*/{MANIFEST}"), reverse=True):
+        if holding in RunFolder(manifest.parent).manifest["files"]:
+            return manifest.parent
+    return None

@@ -221,3 +221,34 @@ def test_folders_that_cannot_be_used_are_refused_before_any_work(tmp_path, args,
     result = CliRunner().invoke(app, [a.format(**fill) for a in args])
     _clean(result)
     assert result.exit_code == 2 and message.format(**fill) in result.output, result.output
+
+
+def test_report_while_an_apply_rewrites_the_run_never_sees_damage(registry):
+    """Run._write renames the file, then the manifest: a reader in between must read again, not
+    call a healthy running run damaged."""
+    import threading
+
+    from engine.report import list_runs
+    from engine.runs import Run, RunFolder
+
+    root, run = registry
+    writer = Run.__new__(Run)  # the run's writer, without starting an apply
+    writer.dir, writer._files = run, dict(RunFolder(run).manifest["files"])
+    writer.lock = json.loads((run / "lock.json").read_text())
+    stop = threading.Event()
+
+    def rewrite():
+        i = 0
+        while not stop.wait(0.003):  # far more often than an apply writes its run
+            writer.lock["heartbeat"] = i = i + 1
+            writer._write_lock()
+
+    thread = threading.Thread(target=rewrite)
+    thread.start()
+    try:
+        problems = [r.problem for _ in range(100) for r in list_runs(root) if r.problem]
+    finally:
+        stop.set()
+        thread.join()
+    assert problems == []
+    assert writer.lock["heartbeat"] > 10  # the writer did race the reader

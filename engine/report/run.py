@@ -9,6 +9,7 @@ not list) is never read: the run is listed with its `problem` and gets no report
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -96,11 +97,29 @@ def load_run(run_dir: Path) -> RunRecord:
     )
 
 
-def _load_or_damaged(run_dir: Path) -> RunRecord:
+def _load_or_damaged(run_dir: Path, tries: int = 20) -> RunRecord:
+    """load_run, or a record with its `problem`. A running apply rewrites a file, then the
+    manifest: a reader between the two renames sees a mismatch, so it reads again while the
+    manifest keeps changing under it."""
+    manifest = Path(run_dir) / MANIFEST
+    for attempt in range(tries):
+        before = _stamp(manifest)
+        try:
+            return load_run(run_dir)
+        except CorruptArtifact as exc:
+            problem = str(exc)
+        time.sleep(0.02)
+        if _stamp(manifest) == before:
+            break
+    return RunRecord(path=Path(run_dir), problem=problem)
+
+
+def _stamp(path: Path) -> tuple | None:
     try:
-        return load_run(run_dir)
-    except CorruptArtifact as exc:
-        return RunRecord(path=Path(run_dir), problem=str(exc))
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
 
 
 def _sort_key(run: RunRecord) -> float:
