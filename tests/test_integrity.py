@@ -252,3 +252,22 @@ def test_report_while_an_apply_rewrites_the_run_never_sees_damage(registry):
         thread.join()
     assert problems == []
     assert writer.lock["heartbeat"] > 10  # the writer did race the reader
+
+
+def test_a_training_log_damaged_before_a_resume_is_named(tmp_path):
+    from engine.registry import CorruptArtifact
+    from engine.train.logging import MetricsLog
+
+    log = MetricsLog(tmp_path, 0, tensorboard=False)
+    for step in (10, 20):
+        log.write({"step": step, "loss": 1.0 / step})
+    at_20 = log.digest()  # what checkpoint 20 records
+    log.write({"step": 30, "loss": 0.1})
+    log.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 40, "lo')  # torn by a kill
+    resumed = MetricsLog(tmp_path, 20, tensorboard=False, expect_sha256=at_20)
+    assert [r["step"] for r in resumed.records] == [10, 20]  # past the checkpoint: replayed
+    _flip(tmp_path / "metrics.jsonl", offset=12)
+    with pytest.raises(CorruptArtifact, match="metrics.jsonl: its lines up to step 20 changed"):
+        MetricsLog(tmp_path, 20, tensorboard=False, expect_sha256=at_20)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jax
 
-from engine.registry import append_jsonl, read_jsonl, write_atomic
+from engine.registry import CorruptArtifact, append_jsonl, read_jsonl, sha256_bytes, sha256_file, write_atomic
 
 
 def device_memory(devices) -> dict[str, float]:
@@ -33,14 +33,38 @@ def device_memory(devices) -> dict[str, float]:
     return {"memory_gb": in_use / 1e9, "peak_memory_gb": peak / 1e9}
 
 
-class MetricsLog:
-    """`metrics.jsonl` plus, with `tensorboard`, event files under `tensorboard/` beside it."""
+def _prefix(data: bytes, step: int) -> bytes:
+    """The lines of a log up to `step`: what it held when checkpoint `step` was written (lines
+    past it, or one torn by a kill, come after)."""
+    kept = []
+    for line in data.splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break
+        if not line.endswith(b"\n") or record.get("step", 0) > step:
+            break
+        kept.append(line)
+    return b"".join(kept)
 
-    def __init__(self, workdir: Path, resume_step: int, tensorboard: bool = True):
+
+class MetricsLog:
+    """`metrics.jsonl` plus, with `tensorboard`, event files under `tensorboard/` beside it.
+
+    `digest()` goes into each checkpoint; resuming from it checks that the log's lines up to its
+    step are still the ones written then."""
+
+    def __init__(self, workdir: Path, resume_step: int, tensorboard: bool = True,
+                 expect_sha256: str | None = None):
         self.path = Path(workdir) / "metrics.jsonl"
-        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
-        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        self.records = kept
+        kept = _prefix(self.path.read_bytes() if self.path.exists() else b"", resume_step)
+        if expect_sha256 is not None and sha256_bytes(kept) != expect_sha256:
+            raise CorruptArtifact(
+                f"{self.path}: its lines up to step {resume_step} changed after checkpoint "
+                f"{resume_step} was written; rerun with --force to recompute the train stage"
+            )
+        write_atomic(self.path, kept)
+        self.records = read_jsonl(self.path)
         self._writer = None
         if tensorboard and jax.process_index() == 0:
             from tensorboardX import SummaryWriter
@@ -58,6 +82,9 @@ class MetricsLog:
             for name, value in record.items():
                 if name != "step" and isinstance(value, (int, float)):
                     self._writer.add_scalar(name, value, step)
+
+    def digest(self) -> str:
+        return sha256_file(self.path)
 
     def close(self) -> None:
         if self._writer is not None:

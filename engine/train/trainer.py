@@ -215,7 +215,8 @@ class Trainer:
             state = _put(found[1], replicated(self.mesh))
             early = EarlyStop(**found[0].get("early", {}))
         step = int(state.step)
-        log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard)
+        log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard,
+                         expect_sha256=found[0].get("metrics_sha256") if found else None)
 
         rep = replicated(self.mesh)
         phases = train if isinstance(train, list) else build_phases(self.spec, train)
@@ -257,7 +258,7 @@ class Trainer:
                 on_chunk(step, float(losses[-1]))
                 out_of_time = deadline is not None and time.time() > deadline
                 if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time or early.stopped:
-                    meta = {"early": vars(early)}
+                    meta = {"early": vars(early), "metrics_sha256": log.digest()}
                     checkpoint.save(ckpt_dir, step, state, meta, keep=tspec.keep)
                     _fault_injection(step)
                 if early.stopped:
