@@ -5,6 +5,14 @@ from __future__ import annotations
 import math
 
 LOWER_IS_BETTER = {"brier", "ece", "shd"}
+# A gate's metric name -> its key in the evaluation's scores (SHD is scored per graph).
+SCORE_KEYS = {"shd": "shd_mean"}
+
+
+def _score(scores: dict, metric: str) -> float:
+    """The score `metric` names (nan when absent: a gate on it then fails, never crashes)."""
+    value = scores.get(SCORE_KEYS.get(metric, metric))
+    return math.nan if value is None else value
 
 
 def _fmt(x: float) -> str:
@@ -31,19 +39,19 @@ def evaluate_gate(gate, evaluation: dict) -> dict:
         evidence = f"model faster than the expert on {_fmt(100 * value)}% of {len(timing['expert_s'])} graphs"
         return _result(gate, value, ">=", gate.min, value >= gate.min, evidence)
     if gate.kind == "accuracy_drop":
-        m, e = model.get(gate.metric), expert.get(gate.metric)
+        m, e = _score(model, gate.metric), _score(expert, gate.metric)
         if gate.metric in LOWER_IS_BETTER:
-            drop = (m - e) / e if e else math.inf
+            drop = (m - e) / e if e else (0.0 if m <= e else math.inf)
         else:
             drop = 1 - m / e if e else (0.0 if m >= e else math.inf)
         evidence = f"{gate.metric}: model {_fmt(m)} vs expert {_fmt(e)} on {n} held-out graphs"
         return _result(gate, drop, "<", gate.max, drop < gate.max, evidence)
     if gate.kind == "metric":
-        value = model.get(gate.metric)
+        value = _score(model, gate.metric)
         ok = (gate.min is None or value >= gate.min) and (gate.max is None or value <= gate.max)
         bound = [f">= {gate.min:g}"] if gate.min is not None else []
         bound += [f"<= {gate.max:g}"] if gate.max is not None else []
-        evidence = f"model {gate.metric} {_fmt(value)} on {n} held-out graphs (expert {_fmt(expert.get(gate.metric))})"
+        evidence = f"model {gate.metric} {_fmt(value)} on {n} held-out graphs (expert {_fmt(_score(expert, gate.metric))})"
         threshold = gate.min if gate.min is not None else gate.max
         return _result(gate, value, " and ".join(b.split()[0] for b in bound), threshold, ok, evidence)
     raise ValueError(f"unknown gate kind {gate.kind!r}")

@@ -216,6 +216,34 @@ CASES = [
          "{L}: gates.1.min: auroc is at most 1, so min = 1.5 can never pass"),
     case("metric-gate-negative-max", edit(GATE_MIN, "max = -0.1"), "max = -0.1",
          "{L}: gates.1.max: auroc is never negative, so max = -0.1 can never pass"),
+    # ------------------------------------ found by tests/test_fuzz_specs.py and apply probes
+    case("n-nodes-high-huge", edit("high = 5 }", "high = 9223372036854775807 }"), "n_nodes",
+         "{L}: scm.n_nodes.high: Input should be less than or equal to 1000 "
+         "(got 9223372036854775807)"),
+    case("n-nodes-choice-huge", edit("n_nodes = { low = 3, high = 5 }",
+                                     "n_nodes = { values = [3, 100000] }"), "n_nodes",
+         "{L}: scm.n_nodes.values.1: Input should be less than or equal to 1000 (got 100000)"),
+    setting("set-n-nodes-huge", "scm.n_nodes=2000000000",
+            "scm.n_nodes: Input should be less than or equal to 1000 (got 2000000000)"),
+    case("n-nodes-only-two", edit("n_nodes = { low = 3, high = 5 }",
+                                  "n_nodes = { low = 2, high = 2 }").replace(
+             "edges_per_node = 1.0", "edges_per_node = 0.5"), "n_nodes",
+         "{L}: scm.n_nodes: graphs of 2 nodes leave the target one candidate, which is always its "
+         "parent (the target has at least one): nothing to discover and AUROC is undefined; use "
+         "n_nodes >= 3"),
+    case("seed-beyond-32-bits", edit("seed = 0", "seed = 4294967296"), "seed =",
+         "{L}: seed: must be at most 2**32 - 1 = 4294967295: larger seeds wrap onto smaller ones "
+         "(got 4294967296)"),
+    case("seed-beyond-64-bits", edit("seed = 0", "seed = 1180591620717411303424"), "seed =",
+         "{L}: seed: must be at most 2**32 - 1 = 4294967295: larger seeds wrap onto smaller ones "
+         "(got 1180591620717411303424)"),
+    case("metric-gate-on-map-f1", edit('metric = "auroc"', 'metric = "map_f1"'), "map_f1",
+         "{L}: gates.1.metric: map_f1 scores the expert's most probable parent set; the model "
+         "predicts parent marginals, not sets, so it has no map_f1 (use f1)"),
+    case("accuracy-drop-gate-on-map-f1",
+         edit(None, '\n[[gates]]\nkind = "accuracy_drop"\nmetric = "map_f1"\nmax = 0.2\n'),
+         "map_f1", "{L}: gates.2.metric: map_f1 scores the expert's most probable parent set; the "
+         "model predicts parent marginals, not sets, so it has no map_f1 (use f1)"),
     case("uniform-low-above-high", edit(VALUE, VALUE.replace("-5.0", "6.0")), "value =",
          "{L}: scm.interventions.value: high (5.0) must be >= low (6.0)"),
     case("size-range-low-above-high",

@@ -11,6 +11,16 @@ from engine.spec.base import Section, error_at
 
 Metric = Literal["f1", "auroc", "auprc", "map_f1", "brier", "ece", "shd"]
 UNBOUNDED_METRICS = {"shd"}  # the others lie in [0, 1]
+EXPERT_ONLY_METRICS = {"map_f1"}  # the model predicts parent marginals, not parent sets
+
+
+def _model_scores(metric: str) -> None:
+    """Gates compare the model's score: refuse a metric only the expert has."""
+    if metric in EXPERT_ONLY_METRICS:
+        raise error_at(("metric",), f"{metric} scores the expert's most probable parent set; "
+                                    "the model predicts parent marginals, not sets, so it has "
+                                    f"no {metric} (use f1)")
+
 
 SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -42,6 +52,11 @@ class AccuracyDropGate(Section):
     metric: Metric = "f1"
     max: float = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _model_has_it(self) -> "AccuracyDropGate":
+        _model_scores(self.metric)
+        return self
+
 
 class FasterShareGate(Section):
     """Passes when the model is faster than the expert on at least `min` of the graphs."""
@@ -62,6 +77,7 @@ class MetricGate(Section):
 
     @model_validator(mode="after")
     def _can_pass_and_fail(self) -> "MetricGate":
+        _model_scores(self.metric)
         lo, hi = self.min, self.max
         if lo is None and hi is None:
             raise ValueError("a metric gate needs min and/or max (without a bound it always passes)")

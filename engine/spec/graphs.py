@@ -14,6 +14,11 @@ from engine.spec.base import (Normal, Param, Section, SignedUniform, Uniform, er
 
 Weight = Annotated[float, Field(default=1.0, gt=0)]
 
+# Every array of the simulator and the models is padded to d x d, and SizeRange lists its sizes:
+# a bound keeps a typo (n_nodes = 1e9) a spec error rather than an out-of-memory crash.
+MAX_NODES = 1000
+NodeCount = Annotated[int, Field(ge=2, le=MAX_NODES)]
+
 
 def _nonneg(p: Any, what: str) -> Any:
     lo, _ = param_bounds(p)
@@ -158,8 +163,8 @@ GraphSpec = Annotated[
 class SizeRange(Section):
     """Graph size drawn uniformly from low..high inclusive."""
 
-    low: int = Field(ge=2)
-    high: int = Field(ge=2)
+    low: NodeCount
+    high: NodeCount
 
     @model_validator(mode="after")
     def _ordered(self) -> "SizeRange":
@@ -179,7 +184,7 @@ class SizeRange(Section):
 class SizeChoice(Section):
     """Graph size drawn from `values` with optional `weights` (uniform when absent)."""
 
-    values: list[Annotated[int, Field(ge=2)]] = Field(min_length=1)
+    values: list[NodeCount] = Field(min_length=1)
     weights: list[Annotated[float, Field(ge=0)]] | None = None
 
     @model_validator(mode="after")
@@ -211,7 +216,7 @@ def _size_tag(v: Any) -> str:
 
 
 Size = Annotated[
-    Union[Annotated[int, Field(ge=2), Tag("fixed")], Annotated[SizeRange, Tag("range")],
+    Union[Annotated[NodeCount, Tag("fixed")], Annotated[SizeRange, Tag("range")],
           Annotated[SizeChoice, Tag("choice")]],
     Discriminator(_size_tag),
 ]

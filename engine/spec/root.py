@@ -15,6 +15,9 @@ from engine.spec.scm import ScmSpec
 from engine.spec.train import CONTEXT_MODE, CONTEXT_SCM, HardwareSpec, TrainSpec
 
 
+MAX_SEED = 2**32 - 1
+
+
 class Spec(Section):
     """An acbo experiment: SCM distribution -> expert -> demonstrations -> model -> gates."""
 
@@ -32,6 +35,15 @@ class Spec(Section):
     evaluation: EvaluationSpec = EvaluationSpec()
     gates: list[GateSpec] = []
     stage: StageSpec = StageSpec()
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_fits(cls, seed: int) -> int:
+        # jax's PRNGKey keeps 32 bits (x64 off): 2**32 would give seed 0's data, 2**64 overflow.
+        if seed > MAX_SEED:
+            raise ValueError(f"must be at most 2**32 - 1 = {MAX_SEED}: larger seeds wrap "
+                             f"onto smaller ones (got {seed})")
+        return seed
 
     @field_validator("scm", "data")
     @classmethod

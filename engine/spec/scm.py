@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
                       model_validator)
 
-from engine.spec.base import Normal, Param, Section, SignedUniform, Uniform, param_bounds
+from engine.spec.base import (Normal, Param, Section, SignedUniform, Uniform, error_at,
+                              param_bounds)
 
 from engine.spec.graphs import (  # noqa: F401  (re-exported: the section's whole vocabulary)
     ErdosRenyi,
@@ -193,6 +194,12 @@ class ScmSpec(Section):
     @model_validator(mode="after")
     def _consistent(self) -> "ScmSpec":
         _check(self)
+        # (Not in _check: a curriculum stage of 2-node graphs is a fine warm-up.)
+        if max(self.sizes) == 2 and not any(isinstance(g, FromFile) for g in self.graphs):
+            raise error_at(("n_nodes",), (
+                "graphs of 2 nodes leave the target one candidate, which is always its parent "
+                "(the target has at least one): nothing to discover and AUROC is undefined; use "
+                "n_nodes >= 3"))
         return self
 
     def build(self, base_dir: str | Path | None = None):

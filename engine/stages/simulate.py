@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.registry import arrays_to_bytes, write_atomic
+from engine.spec.base import FLOAT32_MAX
 from engine.stages.context import StageContext
 
 
@@ -15,7 +18,21 @@ def run(ctx: StageContext) -> dict:
     out = ctx.dir("simulate")
     work = out.work_dir()
     ctx.progress.start(f"simulate {spec.data.n_graphs} SCMs", None)
-    scms, data = scm_lib.simulate(spec.scm, ctx.key("simulate"), spec.data.n_graphs)
+    try:
+        scms, data = scm_lib.simulate(spec.scm, ctx.key("simulate"), spec.data.n_graphs)
+    except scm_lib.SimulationError as exc:
+        raise _spec_error(ctx, str(exc)) from None
+    # Finite is not enough: every later stage (standardising, correlations, the expert's
+    # regressions) sums squares over the rows in float32.
+    rows = spec.scm.n_obs + spec.scm.n_int
+    limit = math.sqrt(FLOAT32_MAX / max(rows, 1))
+    largest = max(float(np.abs(np.asarray(data.obs)).max(initial=0.0)),
+                  float(np.abs(np.asarray(data.int_values)).max(initial=0.0)))
+    if largest > limit:
+        raise _spec_error(ctx, (
+            f"simulated values reach {largest:.3g}, beyond {limit:.3g}: their squares summed over "
+            f"{rows} rows overflow float32 (training would stop at a NaN loss); narrow the spec's "
+            "noise scale, coefficient or intervention value ranges"))
     scm_lib.save(work / "scm.eqx", scms, data)
     adjacency = np.asarray(scms.adjacency)
     target = np.asarray(scms.target)
@@ -38,6 +55,17 @@ def run(ctx: StageContext) -> dict:
     out.commit(["scm.eqx", "graphs.npz"], meta)
     ctx.progress.advance(1, f"{meta['n_graphs']} graphs, {meta['mean_edges']:.1f} edges on average")
     return meta
+
+
+def _spec_error(ctx: StageContext, message: str):
+    """A spec that validates but whose [scm] cannot be simulated (values overflow float32): a
+    spec problem at [scm] (exit 2), like a validation error, not an internal failure."""
+    from engine.spec.loader import Problem, SpecError, _display
+    from engine.spec.locate import line_of, locate_lines
+
+    spec_file = ctx.plan.spec_file
+    line = line_of(locate_lines(spec_file.text), ("scm",))
+    return SpecError([Problem(_display(spec_file.path), line, "scm", message)])
 
 
 def load(ctx: StageContext):
