@@ -49,11 +49,12 @@ def evaluate_gate(gate, evaluation: dict) -> dict:
     if gate.kind == "metric":
         value = _score(model, gate.metric)
         ok = (gate.min is None or value >= gate.min) and (gate.max is None or value <= gate.max)
-        bound = [f">= {gate.min:g}"] if gate.min is not None else []
-        bound += [f"<= {gate.max:g}"] if gate.max is not None else []
         evidence = f"model {gate.metric} {_fmt(value)} on {n} held-out graphs (expert {_fmt(_score(expert, gate.metric))})"
-        threshold = gate.min if gate.min is not None else gate.max
-        return _result(gate, value, " and ".join(b.split()[0] for b in bound), threshold, ok, evidence)
+        if gate.min is not None and gate.max is not None:
+            return _result(gate, value, "in", [gate.min, gate.max], ok, evidence)
+        if gate.min is not None:
+            return _result(gate, value, ">=", gate.min, ok, evidence)
+        return _result(gate, value, "<=", gate.max, ok, evidence)
     raise ValueError(f"unknown gate kind {gate.kind!r}")
 
 

@@ -220,3 +220,17 @@ def test_accuracy_drop_of_a_lower_is_better_metric_when_both_are_perfect():
     for metric in ("shd", "ece"):
         gate = AccuracyDropGate(kind="accuracy_drop", metric=metric, max=0.1)
         assert evaluate_gates([gate], evaluation)["verdict"] == "GO"
+
+
+def test_a_metric_gate_with_both_bounds_reads_as_an_interval():
+    from engine.gates import evaluate_gate
+    from engine.report.tables import gates_grid
+    from engine.spec.evaluation import MetricGate
+
+    gate = MetricGate(kind="metric", metric="auroc", min=0.6, max=0.9)
+    evaluation = {"timing": {}, "model": {"auroc": 0.7}, "expert": {"auroc": 0.8}, "n_graphs": 3}
+    result = evaluate_gate(gate, evaluation)
+    assert (result["op"], result["threshold"], result["passed"]) == ("in", [0.6, 0.9], True)
+    cells = [c[0] for c in gates_grid({"verdict": "GO", "gates": [result]}).rows[0]]
+    assert "in [0.600, 0.900]" in cells
+    assert not evaluate_gate(MetricGate(kind="metric", metric="auroc", min=0.75, max=0.9), evaluation)["passed"]

@@ -226,7 +226,7 @@ def gates_grid(gates: dict[str, Any]) -> Grid:
             _c(g.get("name", "—")),
             _c(g.get("kind", "—")),
             _c(g.get("value")),
-            _c(f"{g.get('op', '')} {fmt(g.get('threshold'))}".strip()),
+            _c(f"{g.get('op', '')} {_threshold(g.get('threshold'))}".strip()),
             ("PASS", "good") if passed is True else ("FAIL", "bad") if passed is False else _c("—"),
             _c(ev or "—"),
         ])
@@ -234,6 +234,11 @@ def gates_grid(gates: dict[str, Any]) -> Grid:
     return Grid(f"Gates: {v or 'no verdict'}", ["Gate", "Kind", "Value", "Condition", "Result",
                                                 "Evidence"], rows,
                 caption=f"{sum(r[4][0] == 'PASS' for r in rows)}/{len(rows)} gates passed")
+
+
+def _threshold(t: Any) -> str:
+    """A gate's bound, or its [min, max] interval."""
+    return f"[{fmt(t[0])}, {fmt(t[1])}]" if isinstance(t, list) and len(t) == 2 else fmt(t)
 
 
 def provenance_grid(run: RunRecord) -> Grid:
