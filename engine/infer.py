@@ -152,4 +152,5 @@ def load(run: str | Path, registry: Path | None = None) -> Predictor:
         raise InferError(f"{folder.path}: spec '{spec.name}' trains no model ([stage] uses = '{spec.stage.uses}'); load a run of that spec")
     if not folder.has("model.eqx"):
         raise InferError(f"{folder.path}: no model.eqx (the run did not finish training)")
-    return Predictor(folder.path, load_model(folder.file("model.eqx"), model_spec), model_spec)
+    model = load_model(folder.read_bytes("model.eqx"), model_spec, folder.path / "model.eqx")
+    return Predictor(folder.path, model, model_spec)

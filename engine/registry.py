@@ -64,20 +64,20 @@ def read_manifest(path: Path, hint: str) -> dict:
     return manifest
 
 
-def verified_path(folder: Path, manifest: dict, name: str, hint: str) -> Path:
-    """`folder/name` after checking it against `manifest`'s sha256 for it."""
+def verified_bytes(folder: Path, manifest: dict, name: str, hint: str) -> bytes:
+    """The content of `folder/name`, read once and checked against `manifest`'s sha256 for it."""
     path = Path(folder) / name
     if name not in manifest["files"]:
-        raise CorruptArtifact(f"{path}: not recorded in {folder / MANIFEST}; {hint}")
+        raise CorruptArtifact(f"{path}: not recorded in {Path(folder) / MANIFEST}; {hint}")
     try:
-        digest = sha256_file(path)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptArtifact(f"{path}: missing; {hint}") from None
     except OSError as exc:
         raise CorruptArtifact(f"{path}: unreadable ({exc.strerror}); {hint}") from None
-    if digest != manifest["files"][name]:
+    if sha256_bytes(data) != manifest["files"][name]:
         raise CorruptArtifact(f"{path}: checksum mismatch (the file changed after it was written); {hint}")
-    return path
+    return data
 
 
 def loads_json(data: bytes, path: Path, hint: str) -> Any:
@@ -237,12 +237,9 @@ class StageDir:
     def manifest(self) -> dict:
         return read_manifest(self.final / MANIFEST, self.hint)
 
-    def path(self, name: str) -> Path:
-        """A file of the completed stage, its checksum verified."""
-        return verified_path(self.final, self.manifest(), name, self.hint)
-
     def read_bytes(self, name: str) -> bytes:
-        return self.path(name).read_bytes()
+        """A file of the completed stage, its checksum verified."""
+        return verified_bytes(self.final, self.manifest(), name, self.hint)
 
     def read_arrays(self, name: str) -> dict[str, np.ndarray]:
         return arrays_from_bytes(self.read_bytes(name))
@@ -252,7 +249,7 @@ class StageDir:
 
     def verify(self) -> None:
         for name in self.manifest()["files"]:
-            self.path(name)
+            self.read_bytes(name)
 
     def remove(self) -> None:
         for p in (self.final, self.partial):

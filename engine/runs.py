@@ -22,7 +22,7 @@ from engine.registry import (
     CorruptArtifact,
     loads_json,
     read_manifest,
-    verified_path,
+    verified_bytes,
     write_atomic,
     write_manifest,
 )
@@ -198,20 +198,17 @@ class RunFolder:
         """Whether the run wrote `name` (a file on disk that the manifest lacks is damage)."""
         return name in self.manifest["files"] or (self.path / name).exists()
 
-    def file(self, name: str) -> Path:
-        return verified_path(self.path, self.manifest, name, self.hint)
-
     def verify(self) -> None:
         """Every recorded file, and no unrecorded file beside them."""
         for name in self.manifest["files"]:
-            self.file(name)
+            self.read_bytes(name)
         for p in self.path.iterdir():
             if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
                 if p.name not in self.manifest["files"]:
                     raise CorruptArtifact(f"{p}: not recorded in {self.path / MANIFEST}; {self.hint}")
 
     def read_bytes(self, name: str) -> bytes:
-        return self.file(name).read_bytes()
+        return verified_bytes(self.path, self.manifest, name, self.hint)
 
     def read_json(self, name: str) -> Any:
         return loads_json(self.read_bytes(name), self.path / name, self.hint)

@@ -7,6 +7,7 @@ the spec: `load` rebuilds a skeleton with `eqx.filter_eval_shape` (no simulation
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import equinox as eqx
 import jax
@@ -20,7 +21,7 @@ def save(path: str | Path, scm: SCM, data: Dataset) -> None:
     eqx.tree_serialise_leaves(path, (scm, data))
 
 
-def load(path: str | Path, spec, n_graphs: int, base_dir: str | Path | None = None
+def load(path: str | Path | BinaryIO, spec, n_graphs: int, base_dir: str | Path | None = None
          ) -> tuple[SCM, Dataset]:
     """Read what `save` wrote for `n_graphs` graphs of `spec` (an ScmSpec)."""
     from engine.scm.simulator import _simulator

@@ -45,7 +45,8 @@ def run(ctx: StageContext, model_spec) -> dict:
     heldout = demonstrations.load(ctx.dir("demonstrations"), "heldout")
     if heldout.n_demos == 0:
         raise ValueError("no held-out graphs to evaluate: raise data.split.heldout or data.n_graphs")
-    model = load_model(ctx.dir("train").path("model.eqx"), model_spec)
+    train = ctx.dir("train")
+    model = load_model(train.read_bytes("model.eqx"), model_spec, train.final / "model.eqx")
     trajectories = ctx.dir("expert").read_arrays("trajectories.npz")
     ctx.progress.start(f"evaluate on {heldout.n_graphs} held-out graphs", heldout.n_graphs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -72,5 +73,5 @@ def load(ctx: StageContext):
     """(scms, data) batched over graphs, read back with checksums verified."""
     from engine import scm as scm_lib
 
-    path = ctx.dir("simulate").path("scm.eqx")
-    return scm_lib.load(path, ctx.spec.scm, ctx.spec.data.n_graphs)
+    data = io.BytesIO(ctx.dir("simulate").read_bytes("scm.eqx"))
+    return scm_lib.load(data, ctx.spec.scm, ctx.spec.data.n_graphs)

@@ -49,16 +49,18 @@ def save_model(path: Path, model) -> str:
     return write_atomic(path, buf.getvalue())
 
 
-def load_model(path: Path, model_spec):
-    """The model in `path` (already checksum-verified by the caller) shaped as `model_spec`
-    builds it; a file that does not deserialise to that shape is CorruptArtifact."""
+def load_model(source: Path | bytes, model_spec, name: Path | str | None = None):
+    """The model in `source` (a path, or bytes the caller has checksum-verified) shaped as
+    `model_spec` builds it; one that does not deserialise to that shape is CorruptArtifact."""
+    import io
+
     from engine.registry import CorruptArtifact
 
     like = model_spec.build(jax.random.PRNGKey(0))
     try:
-        return eqx.tree_deserialise_leaves(path, like)
+        return eqx.tree_deserialise_leaves(io.BytesIO(source) if isinstance(source, bytes) else source, like)
     except Exception as exc:  # noqa: BLE001 - equinox/numpy raise several types for bad files
         raise CorruptArtifact(
-            f"{path}: does not hold a {model_spec.kind} model of its spec's shape "
+            f"{name or source}: does not hold a {model_spec.kind} model of its spec's shape "
             f"({type(exc).__name__}); retrain it (apply its spec with --force)"
         ) from None
