@@ -57,47 +57,31 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
+def _started(pid: int) -> float | None:
+    """When process `pid` started (a pid reused after ours died has another start), or None."""
+    import psutil
 
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process `pid` (clock ticks since boot, Linux), or None: a pid reused by
-    another process after ours died has another start time."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
 
 
 def this_process() -> dict:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "boot_id": _boot_id(), "pid_start": _process_start(pid)}
+    return {"host": socket.gethostname(), "pid": pid, "started": _started(pid)}
 
 
 def _alive(owner: dict) -> bool | None:
     """Whether the process recorded in `owner` still runs; None when it cannot be told (another
-    host, or an old record without an owner)."""
+    host, or a record without an owner)."""
     if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
         return None
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
+    pid, started = owner.get("pid"), owner.get("started")
+    if not isinstance(pid, int) or not isinstance(started, (int, float)):
         return None
-    if owner.get("boot_id") and owner["boot_id"] != _boot_id():
-        return False
-    if owner.get("pid_start") is not None:
-        return _process_start(pid) == owner["pid_start"]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    now = _started(pid)
+    return now is not None and abs(now - started) < 1e-3
 
 
 def run_status(lock: dict | None) -> str | None:
