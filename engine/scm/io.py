@@ -6,6 +6,8 @@ the spec: `load` rebuilds a skeleton with `eqx.filter_eval_shape` (no simulation
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,9 +18,30 @@ from engine.scm.model import SCM
 from engine.scm.types import Dataset
 
 
+FORMAT = "acbo-scm/1"
+
+
+def _parent_bound(scm: SCM) -> int | None:
+    """The in-degree bound K of sparse-form mechanisms (rff with parent lists), or None."""
+    from engine.scm.mechanisms import RffMech
+
+    for mech in scm.mechanisms:
+        if isinstance(mech, RffMech) and mech.inputs is not None:
+            return int(mech.inputs.shape[-1])
+    return None
+
+
 def save(path: str | Path, scm: SCM, data: Dataset) -> None:
-    """Write a batch of SCMs and their datasets (as returned by simulate) to `path`."""
-    eqx.tree_serialise_leaves(path, (scm, data))
+    """Write a batch of SCMs and their datasets (as returned by simulate) to `path`: a JSON
+    header line (the format, and the sparse parent bound the simulator chose, which sets the
+    leaves' shapes), then the array leaves."""
+    from engine.registry import write_atomic
+
+    header = {"format": FORMAT, "max_parents": _parent_bound(scm)}
+    buf = io.BytesIO()
+    buf.write(json.dumps(header).encode() + b"\n")
+    eqx.tree_serialise_leaves(buf, (scm, data))
+    write_atomic(Path(path), buf.getvalue())
 
 
 def load(path: str | Path | BinaryIO, spec, n_graphs: int, base_dir: str | Path | None = None
@@ -26,7 +49,16 @@ def load(path: str | Path | BinaryIO, spec, n_graphs: int, base_dir: str | Path 
     """Read what `save` wrote for `n_graphs` graphs of `spec` (an ScmSpec)."""
     from engine.scm.simulator import _simulator
 
-    sim = _simulator(spec, base_dir)
-    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_graphs))
-    scm, data, _ = eqx.filter_eval_shape(jax.vmap(sim.one), keys)
-    return eqx.tree_deserialise_leaves(path, (scm, data))
+    f = open(path, "rb") if isinstance(path, (str, Path)) else path
+    try:
+        header = json.loads(f.readline())
+        if header.get("format") != FORMAT:
+            raise ValueError(f"not an {FORMAT} file")
+        sim = _simulator(spec, base_dir)
+        keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_graphs))
+        one = lambda k: sim.one(k, header["max_parents"])  # noqa: E731 - the saved shapes
+        scm, data, _ = eqx.filter_eval_shape(jax.vmap(one), keys)
+        return eqx.tree_deserialise_leaves(f, (scm, data))
+    finally:
+        if f is not path:
+            f.close()
