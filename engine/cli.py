@@ -267,6 +267,10 @@ def infer(
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
     graphml: Optional[Path] = typer.Option(None, "--graphml", help="Write the edge probabilities as GraphML."),
+    max_memory_gb: Optional[float] = typer.Option(
+        None, "--max-memory-gb", min=0.001,
+        help="Working memory the model may use (default: half of what is available); models that "
+             "attend over rows then take them in chunks."),
     registry: Optional[Path] = RegistryOpt,
 ):
     """Parent probabilities of --target, or the whole edge-probability matrix, for a CSV of data."""
@@ -291,6 +295,7 @@ def infer(
             import engine
 
             predictor = engine.load(run, _root(registry))
+            predictor.max_memory_gb = max_memory_gb
             if target is not None:
                 probs = predictor.parents(table, mask, target=target)
                 buf = io.StringIO()
@@ -302,6 +307,9 @@ def infer(
                 graph = predictor.graph(table, mask)
                 buf = io.StringIO()
                 graph.to_csv(buf)
+            if predictor.row_chunk:
+                err.print(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
+                          "to fit the memory budget", markup=False, highlight=False)
             if graphml:
                 graph = graph or predictor.graph(table, mask)
                 graph.to_graphml(graphml)

@@ -83,8 +83,12 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
 class Predictor:
     """A trained model with its variable-agnostic forward passes (jitted once per shape)."""
 
-    def __init__(self, run_dir: Path, model, model_spec):
+    def __init__(self, run_dir: Path, model, model_spec, max_memory_gb: float | None = None):
+        """`max_memory_gb`: the working memory a forward pass may use (default: half of what
+        the machine has available); models that attend over rows chunk them to fit."""
         self.run_dir, self.model, self.model_spec = Path(run_dir), model, model_spec
+        self.max_memory_gb = max_memory_gb
+        self.row_chunk: int | None = None  # the row chunk of the last call, where one was needed
         import equinox as eqx
         import jax
 
@@ -98,22 +102,49 @@ class Predictor:
         n, d = z.shape
         return table, (x, np.ones(n, bool), np.ones(d, bool))
 
+    def _fitted(self, n: int, d: int):
+        """The model, attending over rows in chunks small enough for the memory budget (the
+        chunk fixed at training time may need ~n^2 memory on a user's larger dataset)."""
+        model, self.row_chunk = self.model, None
+        if not hasattr(model, "with_row_chunk"):
+            return model
+        if self.max_memory_gb is not None:
+            budget = self.max_memory_gb * 1e9
+        else:
+            import psutil
+
+            budget = psutil.virtual_memory().available / 2
+        chunk = min(model.row_chunk or n, n)
+        while chunk > 32 and model.with_row_chunk(chunk).peak_bytes(n, d) > budget:
+            chunk = -(-chunk // 2)
+        need = model.with_row_chunk(chunk).peak_bytes(n, d)
+        if need > budget:
+            raise InferError(
+                f"{n} rows x {d} variables need about {need / 1e9:.2g} GB even in chunks of {chunk} "
+                f"rows; {budget / 1e9:.2g} GB may be used (--max-memory-gb)"
+            )
+        if chunk < n:
+            self.row_chunk = chunk
+        return model if chunk == min(model.row_chunk or n, n) else model.with_row_chunk(chunk)
+
     def parents(self, data, interventions=None, target: str | int = 0) -> dict[str, float]:
         """P(v is a parent of `target`) for every other variable v, in column order."""
         table, (x, r, v) = self._inputs(data, interventions)
         t = target_index(table, target)
-        probs = _finite(np.asarray(self._parents(self.model, x, r, v, np.int32(t))), table)
+        model = self._fitted(*x.shape[:2])
+        probs = _finite(np.asarray(self._parents(model, x, r, v, np.int32(t))), table)
         return {n: float(p) for i, (n, p) in enumerate(zip(table.names, probs)) if i != t}
 
     def graph(self, data, interventions=None) -> Graph:
         """All edge probabilities: the model's graph head if it has one, else each variable as
         the target in turn."""
         table, (x, r, v) = self._inputs(data, interventions)
-        if hasattr(self.model, "graph"):
-            probs = np.array(self._graph(self.model, x, r, v))
+        model = self._fitted(*x.shape[:2])
+        if hasattr(model, "graph"):
+            probs = np.array(self._graph(model, x, r, v))
         else:
             probs = np.stack(
-                [np.asarray(self._parents(self.model, x, r, v, np.int32(t))) for t in range(len(table.names))], 1
+                [np.asarray(self._parents(model, x, r, v, np.int32(t))) for t in range(len(table.names))], 1
             )
         probs = _finite(probs, table)
         np.fill_diagonal(probs, 0.0)

@@ -127,3 +127,48 @@ def test_clear_errors(smoke_registry, tmp_path, case, message):
     res = _run(run, data, "--interventions", mask, "--target", target, "--registry", smoke_registry)
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
+
+
+def _avici(row_chunk=None):
+    import jax
+
+    from engine.spec.model import AviciModel
+
+    spec = AviciModel(kind="avici", dim=16, layers=2, heads=2, key_size=8, row_chunk=row_chunk)
+    return spec, spec.build(jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("n, d, chunk", [(200, 10, None), (1000, 10, None), (1000, 20, 250), (2000, 8, 300)])
+def test_avici_memory_estimate_bounds_what_xla_allocates(n, d, chunk):
+    import jax
+    import jax.numpy as jnp
+
+    _, model = _avici()
+    model = model.with_row_chunk(chunk)
+    args = (jnp.zeros((n, d, 2)), jnp.ones(n, bool), jnp.ones(d, bool))
+    compiled = jax.jit(lambda x, r, v: model.graph(x, r, v)).lower(*args).compile()
+    xla = compiled.memory_analysis().temp_size_in_bytes
+    assert xla <= model.peak_bytes(n, d) <= 3 * xla
+
+
+def test_infer_chunks_rows_to_fit_its_memory_budget(tmp_path):
+    """A user's dataset far larger than the training sets: the row chunk comes from the data and
+    the budget (with the trained one, all 7466 rows would attend at once: ~4.5 GB here)."""
+    from engine.infer import Predictor
+
+    spec, model = _avici()
+    rng = np.random.default_rng(0)
+    n, d = 7466, 12
+    x = rng.normal(size=(n, d))
+    x[:, 1] += 2 * x[:, 0]
+    path = _write(tmp_path / "big.csv", [f"X{i}" for i in range(d)], x.round(4))
+    assert model.peak_bytes(n, d) > 2e9
+    predictor = Predictor(tmp_path, model, spec, max_memory_gb=0.25)
+    graph = predictor.graph(path)
+    chunk = predictor.row_chunk
+    assert chunk is not None and chunk < n and model.with_row_chunk(chunk).peak_bytes(n, d) <= 0.25e9
+    assert np.isfinite(graph.probs).all()
+    explicit = Predictor(tmp_path, model.with_row_chunk(chunk), spec, max_memory_gb=100).graph(path)
+    np.testing.assert_allclose(graph.probs, explicit.probs, atol=1e-6)
+    with pytest.raises(engine.infer.InferError, match="--max-memory-gb"):
+        Predictor(tmp_path, model, spec, max_memory_gb=0.001).graph(path)

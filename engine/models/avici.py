@@ -132,6 +132,28 @@ class AviciPredictor(AmortizedPredictor):
         self.cell_head = eqx.nn.Linear(spec.dim, 1, key=keys[-1])
         self.row_chunk = spec.row_chunk
 
+    def with_row_chunk(self, row_chunk: int | None) -> "AviciPredictor":
+        """The same parameters attending over samples within chunks of `row_chunk` rows (None:
+        all rows at once). A static field, so the copy is rebuilt from the pytree."""
+        leaves, treedef = jax.tree_util.tree_flatten(self)
+        new = jax.tree_util.tree_unflatten(treedef, leaves)
+        object.__setattr__(new, "row_chunk", row_chunk)
+        return new
+
+    def peak_bytes(self, n: int, d: int) -> int:
+        """An upper estimate of one forward pass's float32 working memory on n rows and d
+        variables: the largest block's activations, attention logits and softmax of one chunk,
+        plus the input and pooled arrays."""
+        size = n if self.row_chunk is None else min(self.row_chunk, n)
+        dim = self.embed.out_features
+        if not self.blocks:
+            return 4 * (3 * n * d + 2 * size * d * dim)
+        attn, ff = self.blocks[0].attn, self.blocks[0].ff1.out_features
+        inner = attn.heads * attn.key_size
+        cells = size * d
+        block = cells * (4 * dim + 4 * inner + ff) + 2 * attn.heads * max(d * size * size, size * d * d)
+        return 4 * (3 * n * d + block)
+
     def _trunk(self, x, row_mask, var_mask, key=None) -> Float[Array, "n d dim"]:
         """Final, normalised cell representations of one chunk of rows."""
         h = _dense(self.embed, x)
