@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
+from engine.train.cost import step_seconds
 
 ENGINE_VERSION = "0.8.0"  # bump when stored artifacts change (format, or the data a seed gives)
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
@@ -140,9 +141,9 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
     train_spec = spec if spec.trains else uses_spec
     mem = 0.5
     if spec.trains:
-        dim, layers = spec.model.dim, spec.model.layers
-        flops = spec.train.batch_size * (60 * n_rows * d * d + layers * d * d * dim * 60 + 30 * d * dim * dim * (layers + 1))
-        est["train"] = 15.0 + spec.train.steps * flops / (1.5e9 * n_devices)
+        # compile (avici's grows with its layers and rows: 6-36 s measured) + the steps
+        compile_s = 15.0 + (5.0 * spec.model.layers if spec.model.kind == "avici" else 0.0)
+        est["train"] = compile_s + spec.train.steps * step_seconds(spec, n_devices)
         if spec.data.mode == "online":  # each step simulates its batch (as the simulate stage)
             # Measured with the current simulator: phase2a_online's 6000 steps (batch 32, 3-8
             # nodes) train in about 70 s on 2 cores, against an estimate of about 10 minutes.

@@ -118,9 +118,9 @@ def test_online_resume_reproduces_the_parameters_bit_for_bit(tmp_path):
                  "train.checkpoint_every=2", "train.tensorboard=false"]
     whole = Trainer(spec_of(*overrides), jax.devices()[:1])
     reference = whole.fit(build_phases(whole.spec), None, tmp_path / "whole", warn=lambda m: None)
-    # Stopped by the wall-time budget after the first chunk (a checkpoint at step 2), resumed.
+    # Stopped by the wall-time budget within the first chunk (a checkpoint at step 1), resumed.
     first = Trainer(spec_of(*overrides), jax.devices()[:1])
-    with pytest.raises(TrainingStopped, match="at step 2 of 6"):
+    with pytest.raises(TrainingStopped, match="at step 1 of 6"):
         first.fit(build_phases(first.spec), None, tmp_path / "cut", deadline=time.time() - 1,
                   warn=lambda m: None)
     second = Trainer(spec_of(*overrides), jax.devices()[:1])

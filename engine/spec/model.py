@@ -36,6 +36,15 @@ class StatsModel(Section):
 
         return StatsPredictor(self, key)
 
+    def forward_flops(self, n: int, d: int, graph: bool = False) -> float:
+        """Multiply-adds x 2 of one forward pass on n rows, d variables (one target; every
+        target with `graph`): the pair statistics, then per target the token embedding and
+        `layers` relational-attention blocks (with their pair-bias MLP)."""
+        pairs = 12 * n * d * d + 2 * d**3
+        tokens = 2 * d * (52 * self.dim + self.dim**2)
+        block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim + 2 * d * d * (17 * 32 + 32 * self.heads)
+        return pairs + (d if graph else 1) * (tokens + self.layers * block)
+
 
 class AviciModel(Section):
     """AVICI (Lorch et al. 2022): a transformer over the raw [n, d, 2] data tensor.
@@ -60,6 +69,17 @@ class AviciModel(Section):
         from engine.models.avici import AviciPredictor
 
         return AviciPredictor(self, key)
+
+    def forward_flops(self, n: int, d: int, graph: bool = False) -> float:
+        """Multiply-adds x 2 of one forward pass on n rows, d variables (the graph comes with
+        it): per block the projections and feed-forward of every cell, and attention over
+        samples (~n^2 per variable) or over variables (~d^2 per row), alternating."""
+        cells, inner = n * d, self.heads * self.key_size
+        dense = 2 * cells * (4 * self.dim * inner + 2 * self.dim * self.ff_factor * self.dim)
+        over_samples, over_variables = 4 * d * n * n * inner, 4 * n * d * d * inner
+        half = self.layers // 2
+        return (self.layers * dense + half * over_samples + (self.layers - half) * over_variables
+                + 2 * d * d * self.dim)
 
 
 ModelSpec = Annotated[Union[StatsModel, AviciModel], Field(discriminator="kind")]

@@ -32,9 +32,37 @@ from engine.data.demos import Batch, Demonstrations, gather
 from engine.train.sources import DemoSource, Phase, augment, build_phases, phase_at  # noqa: F401
 from engine.train import checkpoint
 from engine.train.host import _fault_injection, _head, _put, learning_rate, load_model, save_model  # noqa: F401
+from engine.train.cost import step_seconds
 from engine.train.logging import MetricsLog, device_memory
 from engine.train.losses import build_loss
 from engine.train.parallel import batch_sharding, make_mesh, replicated, select_devices
+
+
+@dataclass
+class Pace:
+    """How many steps the next scanned call takes: the whole log/checkpoint chunk while that
+    fits in `target_s` seconds, else a power of two (few compiled programs) that does, and
+    never past the deadline, which is so enforced between calls, not only between chunks.
+    `step_s` starts from the plan's estimate and follows the measured time of calls whose
+    program was already compiled."""
+
+    step_s: float
+    target_s: float = 30.0
+    compiled: set = field(default_factory=set)
+
+    def steps(self, room: int, deadline: float | None) -> int:
+        limit = self.target_s
+        if deadline is not None:
+            limit = min(limit, deadline - time.time())
+        fits = int(limit / self.step_s) if self.step_s > 0 else room
+        if fits >= room:
+            return room
+        return max(1, 2 ** int(math.log2(max(fits, 1))))
+
+    def record(self, n: int, elapsed: float) -> None:
+        if n in self.compiled:
+            self.step_s = elapsed / n
+        self.compiled.add(n)
 
 
 class TrainingStopped(Exception):
@@ -89,6 +117,7 @@ class Trainer:
         self.optimizer = train.build_optimizer()
         self.loss_fn = build_loss(self.spec.loss)
         self.chunk = math.gcd(train.log_every, train.checkpoint_every)
+        self.call_seconds = 30.0  # the longest a scanned call should run (see Pace)
         self.bf16 = train.precision == "bf16"
         self.cast_inputs = self.bf16 and _bf16_inputs_supported(self.spec.model)
         self._chunk_fn = eqx.filter_jit(self._chunk)
@@ -228,17 +257,20 @@ class Trainer:
         if tspec.early_stopping is not None and val is None:
             raise ValueError("train.early_stopping needs validation graphs: raise data.split.validation")
         on_chunk(step, float("nan"))
+        pace = Pace(step_seconds(self.spec, len(self.devices)), self.call_seconds)
         try:
             while step < tspec.steps and not early.stopped:
                 if phase is None or step >= phase.stop:
                     phase = phase_at(phases, step)
                     if len(phases) > 1:
                         warn(f"curriculum stage {phase.index + 1}/{len(phases)} from step {step}: {phase.description}")
-                n = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
+                room = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
+                n = pace.steps(room, deadline)
                 started = time.perf_counter()
                 new_state, losses, finite = self._chunk_fn(state, phase.source, data_key, n)
                 losses, finite = np.asarray(losses), np.asarray(finite)
                 elapsed = time.perf_counter() - started
+                pace.record(n, elapsed)
                 bad = [step + 1 + int(i) for i in np.flatnonzero(~finite)]
                 if bad and tspec.on_nonfinite == "stop":
                     raise TrainingStopped(
