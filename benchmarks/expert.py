@@ -5,7 +5,9 @@ last node is the target; graphs where it has no parent are redrawn), n_obs 200, 
 non-target variable with values U[-5, 5]. Prints
 
 - the doubly-robust prior's time per bootstrap, `joint` and `individual` mode (compile excluded:
-  the same jitted function is timed on a second key);
+  the same jitted function is timed on a second key), for joint mode side by side with
+  --net-batch-before nets trained together (default: all nets of all bootstraps at once, the
+  layout before nets were trained one at a time; 0 skips it);
 - PARENT_SCALE's per-trial time: episode wall time (posterior over D_I, set GPs, T trials) over
   T, with XLA compile time (measured by jax.monitoring) reported apart and excluded; the median
   over graphs, then the mean and the max (graphs whose posterior keeps many sets alive after
@@ -80,13 +82,14 @@ def optimum(scm, data) -> float:
     return min(min(scm.do_mean(v, lo[v]), scm.do_mean(v, hi[v])) for v in range(d) if v != int(scm.target))
 
 
-def prior_time(d: int, mode: str, n_boot: int) -> tuple[float, float]:
-    """(seconds per bootstrap without compile, compile seconds)."""
-    from engine.expert.prior_dr import doubly_robust_prior
+def prior_time(d: int, mode: str, n_boot: int, net_batch: int | None = None) -> tuple[float, float]:
+    """(seconds per bootstrap without compile, compile seconds); net_batch None = NET_BATCH."""
+    from engine.expert.prior_dr import NET_BATCH, doubly_robust_prior
 
     scm, data = graphs(d, 1, 7)[0]
     pr = DoublyRobustPrior(kind="doubly_robust", mode=mode, n_bootstrap=n_boot)
-    f = jax.jit(lambda k, o: doubly_robust_prior(pr, k, o, scm.var_mask, scm.target))
+    nb = net_batch or NET_BATCH
+    f = jax.jit(lambda k, o: doubly_robust_prior(pr, k, o, scm.var_mask, scm.target, nb))
     t = time.perf_counter()
     jax.block_until_ready(f.lower(jax.random.PRNGKey(0), data.obs).compile())
     compile_s = time.perf_counter() - t
@@ -154,17 +157,22 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--max-parents", type=int, default=3)
     ap.add_argument("--bootstraps", type=int, default=2)
+    ap.add_argument("--net-batch-before", type=int, default=-1,
+                    help="joint prior with this many nets trained together, for comparison (-1: all, 0: skip)")
     ap.add_argument("--skip-prior", action="store_true")
     ap.add_argument("--skip-individual", action="store_true")
     ap.add_argument("--skip-loop", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="per-graph gaps")
     a = ap.parse_args()
     if not a.skip_prior:
-        print(f"{'d':>3} {'joint s/boot':>13} {'(compile s)':>12} {'indiv s/boot':>13} {'(compile s)':>12}")
+        before = a.bootstraps * 10 if a.net_batch_before < 0 else a.net_batch_before  # 2 repeats x 5 folds
+        print(f"{'d':>3} {'joint s/boot':>13} {'(compile s)':>12} {'before s/boot':>14} {'(compile s)':>12} "
+              f"{'indiv s/boot':>13} {'(compile s)':>12}   before: {before or '-'} nets trained together")
         for d in a.dims:
             pj, cj = prior_time(d, "joint", a.bootstraps)
+            pb, cb = prior_time(d, "joint", a.bootstraps, before) if before else (float("nan"),) * 2
             pi, ci = (float("nan"),) * 2 if a.skip_individual else prior_time(d, "individual", a.bootstraps)
-            print(f"{d:>3} {pj:>13.2f} {cj:>12.1f} {pi:>13.2f} {ci:>12.1f}", flush=True)
+            print(f"{d:>3} {pj:>13.2f} {cj:>12.1f} {pb:>14.2f} {cb:>12.1f} {pi:>13.2f} {ci:>12.1f}", flush=True)
     if a.skip_loop:
         return
     print(f"\nT = {a.trials} trials, uniform prior over sets of <= {a.max_parents} parents; gaps (exact objective) "

@@ -181,3 +181,42 @@ def test_run_graphs_writes_checksummed_artifacts_and_resumes(tmp_path):
     assert calls == [2, 3]  # only the damaged graph is recomputed
     again = expert.run(jax.random.fold_in(jax.random.PRNGKey(0), 1), scms[1], datas[1])
     np.testing.assert_allclose(np.asarray(load_trajectory(paths[1]).marginals), np.asarray(again.marginals), atol=1e-6)
+
+
+def _affinity(_):
+    import os
+    import time
+
+    time.sleep(0.3)  # long enough for every worker to take a task
+    return os.getpid(), sorted(os.sched_getaffinity(0))
+
+
+def test_worker_pool_pins_each_worker_to_its_own_core():
+    import os
+
+    from engine.expert.runner import worker_pool
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    with worker_pool(2) as pool:
+        seen = dict(pool.map(_affinity, range(6)))
+    assert all(len(c) == 1 for c in seen.values())
+    assert len({c[0] for c in seen.values()}) == len(seen)  # distinct workers, distinct cores
+
+
+@pytest.mark.slow
+def test_run_graphs_in_pinned_workers_matches_one_process(tmp_path):
+    from engine.expert.runner import load_trajectory, run_graphs
+
+    rng = np.random.default_rng(5)
+    scms = [random_linear_scm(rng, 4) for _ in range(2)]
+    datas = [make_dataset(s, jax.random.PRNGKey(i), n_obs=50) for i, s in enumerate(scms)]
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    expert = spec(n_trials=2, outcome_samples=50, n_anchors=16, opt_steps=4,
+                  prior={"kind": "doubly_robust", "n_bootstrap": 2, "hidden": 16, "layers": 1, "max_epochs": 10}).build()
+    one = run_graphs(expert, jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path / "one")
+    two = run_graphs(expert, jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path / "two", workers=2)
+    for a, b in zip(one, two):
+        ta, tb = load_trajectory(a), load_trajectory(b)
+        np.testing.assert_array_equal(np.asarray(ta.trial_var), np.asarray(tb.trial_var))
+        np.testing.assert_allclose(np.asarray(ta.marginals), np.asarray(tb.marginals), atol=1e-5)
