@@ -189,6 +189,9 @@ def _run_apply(spec: Path, set_, registry, force: bool, command: str):
     from engine.progress import RichProgress
 
     loaded = load(spec, set_ or [])
+    if command == "gate" and not loaded.spec.gates:  # before any work, not after it
+        raise UsageError(f"{spec}: the spec declares no [[gates]]; `acbo gate` needs at least one "
+                         "(`acbo apply` runs a spec without them)")
     with RichProgress(err) as progress:
         return apply(loaded, _root(registry, create=True), progress, force=force, command=command)
 
@@ -221,9 +224,6 @@ def gate(
         from engine.report.console import gates_table
 
         outcome = _run_apply(spec, set_, registry, force, "gate")
-        if not outcome.gates:
-            err.print(f"{spec}: the spec declares no [[gates]]")
-            raise typer.Exit(2)
         out.print(gates_table(outcome.gates))
         verdict = outcome.gates["verdict"]
         colour = "green" if verdict == "GO" else "red"

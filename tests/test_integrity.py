@@ -271,3 +271,13 @@ def test_a_training_log_damaged_before_a_resume_is_named(tmp_path):
     _flip(tmp_path / "metrics.jsonl", offset=12)
     with pytest.raises(CorruptArtifact, match="metrics.jsonl: its lines up to step 20 changed"):
         MetricsLog(tmp_path, 20, tensorboard=False, expect_sha256=at_20)
+
+
+def test_gate_refuses_a_spec_without_gates_before_any_work(tmp_path):
+    spec = tmp_path / "nogates.toml"
+    text = (SPECS / "smoke.toml").read_text()
+    spec.write_text(text[: text.index("[[gates]]")])
+    result = CliRunner().invoke(app, ["gate", str(spec), "--registry", str(tmp_path / "reg")])
+    _clean(result)
+    assert result.exit_code == 2 and "declares no [[gates]]" in result.output
+    assert not (tmp_path / "reg" / "_stages").exists()  # nothing was simulated
