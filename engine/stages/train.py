@@ -9,13 +9,50 @@ from __future__ import annotations
 
 import time
 
-from engine.data.demos import split_graphs
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.data.demos import gather, split_graphs
 from engine.data.online import truth_split
 from engine.stages import demonstrations, simulate
 from engine.stages.context import StageContext
 from engine.train.parallel import select_devices
 from engine.train.sources import build_phases
+from engine.train.losses import candidates
 from engine.train.trainer import Trainer, save_model
+
+
+def prediction_check(model, validation, threshold: float, limit: int = 512, chunk: int = 64) -> dict | None:
+    """The trained model's parent probabilities on (the first `limit`) validation
+    demonstrations: the largest, how many reach `threshold` and how many true parents there
+    are. None without validation demonstrations."""
+    if validation is None or not validation.n_demos:
+        return None
+    probs_of = eqx.filter_jit(lambda m, b: jax.nn.sigmoid(jax.vmap(m)(b.x, b.row_mask, b.var_mask, b.target)))
+    top, predicted, parents = 0.0, 0, 0
+    n = min(validation.n_demos, limit)
+    for start in range(0, n, chunk):
+        batch = gather(validation, jnp.arange(start, min(start + chunk, n)))
+        mask = np.asarray(candidates(batch))
+        p = np.asarray(probs_of(model, batch))[mask]
+        top = max(top, float(p.max()) if p.size else 0.0)
+        predicted += int((p >= threshold).sum())
+        parents += int(np.asarray(batch.parents)[mask].sum())
+    return {"max_prob": top, "predicted_edges": predicted, "true_edges": parents, "demos": n}
+
+
+def empty_prediction_warning(check: dict | None, threshold: float) -> str | None:
+    """A warning when the model predicts no edge at all on validation data (a collapsed run)."""
+    if check is None or check["max_prob"] >= threshold or check["true_edges"] == 0:
+        return None
+    return (
+        f"WARNING: the trained model predicts an empty graph: its highest parent probability on "
+        f"{check['demos']} validation demonstrations is {check['max_prob']:.3f} < threshold "
+        f"{threshold:g} ({check['true_edges']} true parents). It has not learned structure: train "
+        "longer, or check the learning rate and the loss."
+    )
 
 
 def _online_data(ctx: StageContext):
@@ -54,7 +91,13 @@ def run(ctx: StageContext) -> dict:
         warn=ctx.progress.log,
     )
     # The shipped model: the best one under early stopping, else the EMA or final parameters.
-    save_model(work / "model.eqx", trainer.final_model(state, work))
+    final = trainer.final_model(state, work)
+    save_model(work / "model.eqx", final)
+    threshold = spec.evaluation.threshold
+    check = prediction_check(final, validation, threshold)
+    warning = empty_prediction_warning(check, threshold)
+    if warning is not None:
+        ctx.progress.log(warning)
     meta = {
         **trainer.summary,
         "seconds": time.perf_counter() - started,
@@ -62,5 +105,8 @@ def run(ctx: StageContext) -> dict:
         **examples,
         "model": "best" if spec.train.early_stopping else ("ema" if spec.train.ema else "final"),
     }
+    if check is not None:
+        meta["validation_predictions"] = check
+    meta["warnings"] = [warning] if warning is not None else []
     out.commit(["model.eqx", "metrics.jsonl"], meta)
     return meta
