@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,9 @@ def measure(kind, d, rows, dim, layers, batch, steps):
     import jax
 
     sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     from test_train import synthetic_demos
+    from train import time_steps
 
     from engine.spec.loader import load
     from engine.train.cost import step_seconds
@@ -48,16 +49,7 @@ def measure(kind, d, rows, dim, layers, batch, steps):
     k = spec.scm.n_int  # interventional rows, as the demonstrations pad them
     trainer = Trainer(spec, jax.devices()[:1])
     demos = synthetic_demos(n_graphs=8, d=d, n_obs=rows, k=k)
-    state = trainer.init(jax.random.PRNGKey(0))
-    key = jax.random.PRNGKey(1)
-    started = time.perf_counter()
-    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
-    losses.block_until_ready()
-    compile_s = time.perf_counter() - started
-    started = time.perf_counter()
-    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
-    losses.block_until_ready()
-    measured = (time.perf_counter() - started) / steps
+    compile_s, measured = time_steps(trainer, demos, steps)
     return step_seconds(spec, 1), measured, compile_s
 
 

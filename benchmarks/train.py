@@ -22,6 +22,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def time_steps(trainer, demos, steps: int) -> tuple[float, float]:
+    """(seconds of the first call of a scanned chunk of `steps` steps, compile included;
+    seconds per step of the second call)."""
+    import jax
+
+    state = trainer.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    started = time.perf_counter()
+    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
+    losses.block_until_ready()
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
+    losses.block_until_ready()
+    return compile_s, (time.perf_counter() - started) / steps
+
+
 def measure(kinds, dims, steps: int, batch: int, rows: int, n_devices: int) -> dict:
     import jax
 
@@ -40,16 +57,7 @@ def measure(kinds, dims, steps: int, batch: int, rows: int, n_devices: int) -> d
         for d in dims:
             trainer = Trainer(spec, jax.devices()[:n_devices])
             demos = synthetic_demos(n_graphs=16, d=d, n_obs=rows, k=d)
-            state = trainer.init(jax.random.PRNGKey(0))
-            key = jax.random.PRNGKey(1)
-            started = time.perf_counter()
-            state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
-            losses.block_until_ready()
-            compile_s = time.perf_counter() - started
-            started = time.perf_counter()
-            state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
-            losses.block_until_ready()
-            step_s = (time.perf_counter() - started) / steps
+            compile_s, step_s = time_steps(trainer, demos, steps)
             out[f"{kind}/d={d}"] = {
                 "step_s": step_s,
                 "examples_per_s": batch / step_s,
