@@ -4,6 +4,13 @@
 stays free of JAX until it is called.
 """
 
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("acbo")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 
 def load(run, registry=None):
     """The `engine.infer.Predictor` of a run folder or of a spec name's latest run."""

@@ -39,8 +39,19 @@ SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=va
 RegistryOpt = typer.Option(None, "--registry", help="Registry folder (default: $ACBO_REGISTRY or ./registry).")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        sys.stdout.write(f"acbo {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print acbo's version and exit."),
+) -> None:
     """Persist compiled XLA programs across runs (a rerun or a resume skips most compile time)
     and keep freed host memory for reuse (engine/hostmem.py)."""
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -281,3 +281,11 @@ def test_gate_refuses_a_spec_without_gates_before_any_work(tmp_path):
     _clean(result)
     assert result.exit_code == 2 and "declares no [[gates]]" in result.output
     assert not (tmp_path / "reg" / "_stages").exists()  # nothing was simulated
+
+
+def test_version():
+    import engine
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"acbo {engine.__version__}\n"
+    assert engine.__version__ not in ("", "0+unknown")  # installed: from the package metadata
