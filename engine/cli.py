@@ -318,6 +318,9 @@ def infer(
                 graph = predictor.graph(table, mask)
                 buf = io.StringIO()
                 graph.to_csv(buf)
+            # Which model answered (a spec name resolves to its newest run with a model).
+            err.print(f"model: {predictor.model_spec.kind} of run {predictor.run_dir}",
+                      markup=False, highlight=False, soft_wrap=True)
             if predictor.row_chunk:
                 err.print(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
                           "to fit the memory budget", markup=False, highlight=False)

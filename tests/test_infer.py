@@ -172,3 +172,9 @@ def test_infer_chunks_rows_to_fit_its_memory_budget(tmp_path):
     np.testing.assert_allclose(graph.probs, explicit.probs, atol=1e-6)
     with pytest.raises(engine.infer.InferError, match="--max-memory-gb"):
         Predictor(tmp_path, model, spec, max_memory_gb=0.001).graph(path)
+
+
+def test_infer_names_the_run_it_used(smoke_registry, files):
+    result = CliRunner().invoke(app, ["infer", "smoke", str(files["data"]), "--registry", str(smoke_registry)])
+    assert result.exit_code == 0, result.output
+    assert f"model: stats of run {smoke_registry / 'smoke'}" in result.output
