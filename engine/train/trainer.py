@@ -54,9 +54,9 @@ class Pace:
         limit = self.target_s
         if deadline is not None:
             limit = min(limit, deadline - time.time())
-        fits = int(limit / self.step_s) if self.step_s > 0 else room
-        if fits >= room:
+        if self.step_s <= 0 or limit / self.step_s >= room:
             return room
+        fits = int(limit / self.step_s)
         return max(1, 2 ** int(math.log2(max(fits, 1))))
 
     def record(self, n: int, elapsed: float) -> None:
@@ -257,7 +257,10 @@ class Trainer:
         if tspec.early_stopping is not None and val is None:
             raise ValueError("train.early_stopping needs validation graphs: raise data.split.validation")
         on_chunk(step, float("nan"))
-        pace = Pace(step_seconds(self.spec, len(self.devices)), self.call_seconds)
+        # Processes of a multi-host run must run the same programs: timing-driven call lengths
+        # could differ between them, so they keep whole chunks.
+        alone = jax.process_count() == 1
+        pace = Pace(step_seconds(self.spec, len(self.devices)), self.call_seconds if alone else float("inf"))
         try:
             while step < tspec.steps and not early.stopped:
                 if phase is None or step >= phase.stop:
@@ -265,7 +268,7 @@ class Trainer:
                     if len(phases) > 1:
                         warn(f"curriculum stage {phase.index + 1}/{len(phases)} from step {step}: {phase.description}")
                 room = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
-                n = pace.steps(room, deadline)
+                n = pace.steps(room, deadline if alone else None)
                 started = time.perf_counter()
                 new_state, losses, finite = self._chunk_fn(state, phase.source, data_key, n)
                 losses, finite = np.asarray(losses), np.asarray(finite)
