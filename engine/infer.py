@@ -3,6 +3,7 @@
     predictor = engine.load("registry/phase2a/20250101-120000-abcdef")   # or a spec name
     predictor.parents("data.csv", interventions="mask.csv", target="Y")  # {name: P(name -> Y)}
     predictor.graph("data.csv")                                          # Graph: P(i -> j)
+    predictor.graph(df).to_networkx(threshold=0.5)   # a pandas DataFrame, or (array, names)
 
 Data are standardised per variable by their observational rows (rows with no intervention), as
 the simulator standardises training data, so predictions do not depend on units.
@@ -48,9 +49,16 @@ class Graph:
         for name, row in zip(self.names, self.probs):
             w.writerow([name, *(f"{p:.6f}" for p in row)])
 
-    def to_graphml(self, path: Path, threshold: float = 0.0) -> None:
-        """Every edge with probability > `threshold`, its probability as attribute `prob`
-        (written atomically)."""
+    def to_pandas(self):
+        """The probabilities as a DataFrame: rows are parents, columns children (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise InferError("Graph.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.probs, index=list(self.names), columns=list(self.names))
+
+    def to_networkx(self, threshold: float = 0.5):
+        """A networkx.DiGraph of the edges with probability > `threshold` (attribute `prob`)."""
         import networkx as nx
 
         g = nx.DiGraph()
@@ -58,7 +66,14 @@ class Graph:
         for i, j in zip(*np.nonzero(self.probs > threshold)):
             if i != j:
                 g.add_edge(self.names[i], self.names[j], prob=float(self.probs[i, j]))
-        write_output(path, "\n".join(nx.generate_graphml(g)).encode())
+        return g
+
+    def to_graphml(self, path: Path, threshold: float = 0.0) -> None:
+        """Every edge with probability > `threshold`, its probability as attribute `prob`
+        (written atomically)."""
+        import networkx as nx
+
+        write_output(path, "\n".join(nx.generate_graphml(self.to_networkx(threshold))).encode())
 
 
 def resolve_run(run: str | Path, root: Path | None = None) -> Path:

@@ -148,11 +148,33 @@ def read_csv(path: Path | str, what: str = "data") -> Table:
 
 
 def _table(data, what: str) -> Table:
+    """A Table from a CSV path, a pandas DataFrame (its columns name the variables) or a
+    2-D NumPy array with `names` given as `(array, names)`."""
     if isinstance(data, Table):
         return data
     if isinstance(data, (str, Path)):
         return read_csv(data, what)
-    raise InferError(f"{what}: expected a CSV path or an engine.infer.Table, got {type(data).__name__}")
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a DataFrame, without importing pandas
+        names, values = [str(c) for c in data.columns], data.to_numpy()
+    elif isinstance(data, tuple) and len(data) == 2:
+        values, names = data
+        names = [str(n) for n in names]
+    else:
+        raise InferError(
+            f"{what}: expected a CSV path, a pandas DataFrame or (array, names), got {type(data).__name__}"
+        )
+    try:
+        values = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise InferError(f"{what}: values must be numbers") from None
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise InferError(f"{what}: expected a 2-D table with one column per name ({len(names)}), "
+                         f"got shape {values.shape}")
+    if len(set(names)) != len(names) or "" in names:
+        raise InferError(f"{what}: variable names must be distinct and non-empty")
+    if not np.isfinite(values).all() or (np.abs(values) > F32_MAX).any():
+        raise InferError(f"{what}: values must be finite numbers within float32's range")
+    return Table(tuple(names), values)
 
 
 def align_mask(data: Table, mask: Table | None) -> np.ndarray:

@@ -178,3 +178,27 @@ def test_infer_names_the_run_it_used(smoke_registry, files):
     result = CliRunner().invoke(app, ["infer", "smoke", str(files["data"]), "--registry", str(smoke_registry)])
     assert result.exit_code == 0, result.output
     assert f"model: stats of run {smoke_registry / 'smoke'}" in result.output
+
+
+def test_python_api_takes_dataframes_and_arrays_and_gives_pandas_and_networkx(smoke_registry, files):
+    import pandas as pd
+
+    predictor = engine.load("smoke", smoke_registry)
+    frame = pd.read_csv(files["data"])
+    from_csv = predictor.graph(files["data"])
+    from_frame = predictor.graph(frame)
+    from_array = predictor.graph((frame.to_numpy(), list(frame.columns)))
+    np.testing.assert_allclose(from_frame.probs, from_csv.probs, atol=1e-6)
+    np.testing.assert_allclose(from_array.probs, from_csv.probs, atol=1e-6)
+    table = from_frame.to_pandas()
+    assert list(table.index) == NAMES == list(table.columns)
+    np.testing.assert_array_equal(table.to_numpy(), from_frame.probs)
+    g = from_frame.to_networkx(threshold=0.2)
+    expected = {(NAMES[i], NAMES[j]) for i, j in zip(*np.nonzero(from_frame.probs > 0.2)) if i != j}
+    assert set(g.edges) == expected and set(g.nodes) == set(NAMES)
+    bad = frame.copy()
+    bad.iloc[3, 1] = np.nan
+    with pytest.raises(engine.infer.InferError, match="finite"):
+        predictor.graph(bad)
+    with pytest.raises(engine.infer.InferError, match="one column per name"):
+        predictor.graph((frame.to_numpy(), ["A", "B"]))
