@@ -289,3 +289,21 @@ def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"acbo {engine.__version__}\n"
     assert engine.__version__ not in ("", "0+unknown")  # installed: from the package metadata
+
+
+def test_a_checksummed_scm_file_this_acbo_cannot_read_is_named(registry):
+    """A stage file whose checksum holds but whose format is not this acbo's (an older
+    engine's, or written damaged): named with --force, never an internal error."""
+    from engine.registry import read_manifest, sha256_file, write_manifest
+
+    root, _ = registry
+    scm = next((root / "_stages" / "simulate").glob("*/scm.eqx"))
+    scm.write_bytes(scm.read_bytes().split(b"\n", 1)[1])  # the leaves without their header
+    manifest = read_manifest(scm.parent / "manifest.json", "")
+    manifest["files"]["scm.eqx"] = sha256_file(scm)
+    write_manifest(scm.parent / "manifest.json", manifest)
+    result = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root),
+                                      "--set", "evaluation.timing_repeats=2"])  # evaluate reads it
+    _clean(result)
+    assert result.exit_code == 2, result.output
+    assert "scm.eqx: cannot be read back" in result.output and "--force" in result.output

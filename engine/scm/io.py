@@ -51,9 +51,12 @@ def load(path: str | Path | BinaryIO, spec, n_graphs: int, base_dir: str | Path 
 
     f = open(path, "rb") if isinstance(path, (str, Path)) else path
     try:
-        header = json.loads(f.readline())
-        if header.get("format") != FORMAT:
-            raise ValueError(f"not an {FORMAT} file")
+        try:
+            header = json.loads(f.readline())
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError(f"not an {FORMAT} file (written by an older acbo, or damaged)")
         sim = _simulator(spec, base_dir)
         keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), n_graphs))
         one = lambda k: sim.one(k, header["max_parents"])  # noqa: E731 - the saved shapes

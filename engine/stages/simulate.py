@@ -73,5 +73,11 @@ def load(ctx: StageContext):
     """(scms, data) batched over graphs, read back with checksums verified."""
     from engine import scm as scm_lib
 
-    data = io.BytesIO(ctx.dir("simulate").read_bytes("scm.eqx"))
-    return scm_lib.load(data, ctx.spec.scm, ctx.spec.data.n_graphs)
+    from engine.registry import CorruptArtifact
+
+    stage = ctx.dir("simulate")
+    data = io.BytesIO(stage.read_bytes("scm.eqx"))
+    try:
+        return scm_lib.load(data, ctx.spec.scm, ctx.spec.data.n_graphs)
+    except Exception as exc:  # noqa: BLE001 - a checksummed file that is not what this acbo reads
+        raise CorruptArtifact(f"{stage.final / 'scm.eqx'}: cannot be read back ({exc}); {stage.hint}") from None
