@@ -159,7 +159,7 @@ def test_report_documents(registry, tmp_path):
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html_text)
     assert len(imgs) == 5 and all(base64.b64decode(b).startswith(PNG_MAGIC) for b in imgs)
     assert 'class="banner nogo"' in html_text and ".banner.nogo{background:#d0343a}" in html_text
-    assert not list(reports.glob(".*.tmp"))  # atomic writes left no temporaries
+    assert not list(reports.glob(".*.tmp")) and not list(reports.rglob(".*"))  # no temporaries left
 
 
 def test_partial_run_still_reports(registry, tmp_path):

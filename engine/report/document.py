@@ -34,11 +34,6 @@ FIGURE_TITLES = {
 }
 
 
-def atomic_write(path: Path, data: bytes | str) -> Path:
-    write_atomic(path, data)
-    return Path(path)
-
-
 def _grids(run: RunRecord) -> list[Grid]:
     grids = []
     if run.evaluation:
@@ -189,14 +184,14 @@ def write_report(run_dir: Path, reports_dir: Path) -> tuple[Path, Path]:
     images = figures(run)
     fig_dir = reports_dir / run.slug
     for name, png in images.items():
-        atomic_write(fig_dir / f"{name}.png", png)
+        write_atomic(fig_dir / f"{name}.png", png)
     if fig_dir.is_dir():  # drop figures from an earlier report of this run that no longer apply
         for old in fig_dir.glob("*.png"):
             if old.stem not in images:
                 old.unlink(missing_ok=True)
-    md = atomic_write(reports_dir / f"{run.slug}.md",
-                      render_markdown(run, list(images), run.slug))
-    page = atomic_write(reports_dir / f"{run.slug}.html", render_html(run, images))
+    md, page = reports_dir / f"{run.slug}.md", reports_dir / f"{run.slug}.html"
+    write_atomic(md, render_markdown(run, list(images), run.slug))
+    write_atomic(page, render_html(run, images))
     return md, page
 
 
@@ -215,4 +210,6 @@ def write_index(registry_root: Path, reports_dir: Path) -> Path:
     body = ["<h1>acbo runs</h1>",
             f"<p class=\"caption\">Registry: {html.escape(str(registry_root))}</p>",
             grid_html(runs_grid(runs), "Report", links)]
-    return atomic_write(reports_dir / "index.html", _page("acbo runs", "\n".join(body)))
+    index = reports_dir / "index.html"
+    write_atomic(index, _page("acbo runs", "\n".join(body)))
+    return index
