@@ -1,0 +1,142 @@
+"""Classical structure-learning baselines: predict a graph from one observational dataset.
+
+- ``pc``: the PC algorithm (Fisher-z tests, stable skeleton), from causal-learn.
+- ``ges``: greedy equivalence search with the linear-Gaussian BIC score, from causal-learn.
+- ``random``: a seeded coin flip per ordered pair, with independent uniform scores (chance level).
+
+PC and GES assume i.i.d. rows from one distribution, so they take observational rows only;
+interventional rows would break their tests and scores. Both return a CPDAG (an equivalence
+class); see :func:`predict_graph` for how it becomes edge weights. causal-learn is an optional
+extra: ``pip install -e ".[baselines]"``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+BASELINES = ("pc", "ges", "random")
+_INSTALL = "install it with: pip install -e \".[baselines]\""
+
+
+class BaselineUnavailable(RuntimeError):
+    """A baseline's library is missing; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class GraphPrediction:
+    """weights [d, d] in [0, 1]: the prediction for F1 / SHD (W[i, j] for i -> j, zero diagonal);
+    scores [d, d]: for ranking metrics (AUROC, AP); seconds: wall time of the algorithm alone."""
+
+    weights: np.ndarray
+    scores: np.ndarray
+    seconds: float
+
+
+def _causallearn():
+    """(pc, ges) from causal-learn, or BaselineUnavailable saying what to install."""
+    try:
+        from causallearn.search.ConstraintBased.PC import pc
+        from causallearn.search.ScoreBased.GES import ges
+    except ImportError as e:
+        raise BaselineUnavailable(f"causal-learn is not installed ({e}); {_INSTALL}") from e
+    return pc, ges
+
+
+def available(name: str) -> str | None:
+    """None when the baseline can run here, else the reason (and what to install)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    if name == "random":
+        return None
+    try:
+        _causallearn()
+    except BaselineUnavailable as e:
+        return str(e)
+    return None
+
+
+def _cpdag_weights(g: np.ndarray) -> np.ndarray:
+    """causal-learn endpoint matrix -> weights.
+
+    causal-learn: g[j, i] == 1 and g[i, j] == -1 means i -> j (tail at i, arrowhead at j);
+    -1/-1 is i -- j, 1/1 is i <-> j. A directed edge gives 1 one way; any other adjacency
+    (undirected, bidirected, conflicting) gives 0.5 both ways.
+    """
+    directed = (g == -1) & (g.T == 1)
+    adjacent = (g != 0) | (g.T != 0)
+    w = directed.astype(np.float64)
+    w[adjacent & ~directed & ~directed.T] = 0.5
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def _run_causallearn(name: str, obs: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    pc, ges = _causallearn()
+    n, d = obs.shape
+    w = np.zeros((d, d))
+    # constant columns break Fisher-z (singular correlation) and BIC (log of zero variance);
+    # such a variable carries no information about edges, so it gets none
+    sd = obs.std(axis=0)
+    keep = np.flatnonzero(sd > 1e-12 * np.maximum(1.0, np.abs(obs).max(axis=0)))
+    if keep.size < 2:
+        return w, 0.0
+    # Fisher-z and BIC are scale-invariant in theory, but causal-learn's GES (covariance
+    # inverses) is better conditioned on unit-variance columns; PC gets the same input
+    x = (obs[:, keep] - obs[:, keep].mean(axis=0)) / sd[keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "features much larger than sample size", pdinv via svd
+        t0 = time.perf_counter()
+        if name == "pc":
+            g = pc(x, alpha, "fisherz", stable=True, show_progress=False, verbose=False).G.graph
+        else:
+            g = ges(x, score_func="local_score_BIC")["G"].graph
+        seconds = time.perf_counter() - t0
+    w[np.ix_(keep, keep)] = _cpdag_weights(np.asarray(g))
+    return w, seconds
+
+
+def predict_graph(
+    name: str,
+    obs: np.ndarray,
+    seed: int,
+    density: float | None = None,
+    alpha: float = 0.05,
+) -> GraphPrediction:
+    """Predict a graph from observational rows obs [n, d] (real variables only, no padding).
+
+    pc / ges: the CPDAG as weights: a directed edge i -> j gives W[i, j] = 1, W[j, i] = 0; an
+    undirected (or bidirected / conflicting) edge gives 0.5 both ways, so it counts as half an
+    edge in either direction. scores == weights. Both are deterministic: ``seed`` is unused.
+    ``alpha`` is PC's significance level (GES ignores it).
+
+    random: weights[i, j] = 1 with probability ``density`` (the expected share of ordered
+    off-diagonal pairs that are edges; required), independently; scores[i, j] ~ U(0, 1) i.i.d.,
+    independent of the weights, so ranking metrics sit at chance. Seeded by ``seed``.
+
+    Raises BaselineUnavailable when pc / ges run without causal-learn installed.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    obs = np.asarray(obs, dtype=np.float64)
+    if obs.ndim != 2:
+        raise ValueError(f"obs must be [n, d], got shape {obs.shape}")
+    if not np.isfinite(obs).all():
+        raise ValueError("obs has non-finite values")
+    d = obs.shape[1]
+    off = ~np.eye(d, dtype=bool)
+
+    if name == "random":
+        if density is None or not 0.0 <= density <= 1.0:
+            raise ValueError(f"random needs density in [0, 1], got {density}")
+        t0 = time.perf_counter()
+        rng_w, rng_s = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+        weights = ((rng_w.random((d, d)) < density) & off).astype(np.float64)
+        scores = rng_s.random((d, d)) * off
+        return GraphPrediction(weights, scores, time.perf_counter() - t0)
+
+    weights, seconds = _run_causallearn(name, obs, alpha)
+    return GraphPrediction(weights, weights.copy(), seconds)
