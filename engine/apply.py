@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.gates import evaluate_gates
-from engine.plan import STAGES, Plan, make_plan
+from engine.plan import STAGES, Plan, make_plan, stage_graphs
 from engine.runs import Run
 from engine.spec.loader import SpecFile, sibling
 from engine.stages import demonstrations, evaluate, expert, simulate, train
@@ -22,6 +22,18 @@ RUNNERS = {
     "demonstrations": demonstrations.run,
     "train": train.run,
 }
+
+
+def _runner(name: str, ctx: StageContext):
+    """The runner of stage `name`; `simulate.<stage>` and `expert.<stage>` are an evaluation
+    stage's own graphs and expert runs."""
+    if name in RUNNERS:
+        return RUNNERS[name]
+    kind, stage_name = name.split(".", 1)
+    st = next(s for s in ctx.spec.evaluation_stages() if s.name == stage_name)
+    if kind == "simulate":
+        return lambda c: simulate.run(c, name, st.scm or c.spec.scm, stage_graphs(c.spec, st), st.seed)
+    return lambda c: expert.run(c, name, st)
 
 
 class Refused(Exception):
@@ -47,21 +59,21 @@ def check_requirements(spec_file: SpecFile, root: Path) -> None:
                 f"{spec_file.spec.name} requires {name}'s gate to be GO, but {name} has not been "
                 f"evaluated in its current form; run `acbo gate {other.path}` first"
             )
-        if verdict["verdict"] != "GO":
-            failed = ", ".join(g["name"] for g in verdict["gates"] if not g["passed"]) or "no gates"
+        if verdict.verdict != "GO":
+            failed = ", ".join(g.name for g in verdict.gates if g.verdict != "GO") or "no gates"
             raise Refused(
-                f"{spec_file.spec.name} requires {name}'s gate to be GO; it is NO-GO "
-                f"(failed: {failed}). See `acbo gate {other.path}`"
+                f"{spec_file.spec.name} requires {name}'s gate to be GO; it is {verdict.verdict} "
+                f"(not GO: {failed}). See `acbo gate {other.path}`"
             )
 
 
-def current_verdict(spec_file: SpecFile, root: Path) -> dict | None:
-    """The gate verdict of `spec_file` from its cached evaluation, or None if not evaluated."""
+def current_verdict(spec_file: SpecFile, root: Path):
+    """The gate Verdict of `spec_file` from its cached evaluation, or None if not evaluated."""
     plan = make_plan(spec_file)
     stage = plan.stages["evaluate"].dir(root)
     if not stage.done:
         return None
-    return evaluate_gates(spec_file.spec.gates, stage.read_json("evaluation.json"))
+    return evaluate_gates(spec_file.spec, evaluate.load(stage))
 
 
 def _ensure(plan: Plan, names, ctx: StageContext, force: bool, reused: list, computed: list) -> None:
@@ -78,7 +90,7 @@ def _ensure(plan: Plan, names, ctx: StageContext, force: bool, reused: list, com
             if force:
                 stage_dir.remove()  # from scratch: no cached result, no checkpoint to resume
             started = time.perf_counter()
-            RUNNERS[name](ctx)
+            _runner(name, ctx)(ctx)
             computed.append(name)
             ctx.progress.log(f"{name}: done in {time.perf_counter() - started:.1f} s ({stage_dir.hash})")
 
@@ -101,32 +113,33 @@ def apply(
     reused: list[str] = []
     computed: list[str] = []
     try:
-        if spec.trains:
-            model_spec = spec.model
-            _ensure(plan, STAGES[:4], ctx, force, reused, computed)
-        else:
-            upstream_file = sibling(spec_file, spec.stage.uses)
-            upstream_plan = make_plan(upstream_file)
-            up_ctx = StageContext(upstream_plan, Path(root), progress, deadline)
-            # The model comes from the upstream spec: build it there if needed (never --force it).
-            _ensure(upstream_plan, STAGES[:4], up_ctx, False, reused, computed)
-            model_spec = upstream_file.spec.model
-            _ensure(plan, STAGES[:3], ctx, force, reused, computed)
+        # Models trained by other specs (`uses`, evaluation.models): built there if needed,
+        # never --forced from here.
+        for name in filter(None, [spec.stage.uses, *spec.evaluation.models]):
+            trainer = evaluate.trained_spec(sibling(spec_file, name))
+            other_plan = make_plan(trainer)
+            other_ctx = StageContext(other_plan, Path(root), progress, deadline)
+            _ensure(other_plan, STAGES[:4], other_ctx, False, reused, computed)
+        _ensure(plan, [s for s in plan.stages if s not in ("train", "evaluate")]
+                + (["train"] if spec.trains else []), ctx, force, reused, computed)
+        owner = evaluate.trained_spec(spec_file).spec
         eval_dir = ctx.dir("evaluate")
         with eval_dir.building(ctx.progress.log):
             if eval_dir.done and not force:
-                evaluation = eval_dir.read_json("evaluation.json")
+                eval_dir.verify()
+                evaluation = evaluate.load(eval_dir)
                 reused.append("evaluate")
             else:
                 eval_dir.remove()
-                evaluation = evaluate.run(ctx, model_spec)
+                evaluation = evaluate.run(ctx, owner.model, owner)
                 computed.append("evaluate")
         run.record_training(ctx.dir("train"))
-        run.record("evaluation.json", evaluation)
+        run.record("evaluation.json", evaluation.to_json())
+        run.record_bytes("evaluation.npz", eval_dir.read_bytes("evaluation.npz"))
         gates = None
         if spec.gates:
-            gates = evaluate_gates(spec.gates, evaluation)
-            run.record("gates.json", gates)
+            gates = evaluate_gates(spec, evaluation)
+            run.record("gates.json", gates.to_json())
         run.lock["reused"], run.lock["computed"] = reused, computed
         run.finish("complete")
     except KeyboardInterrupt:

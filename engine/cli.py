@@ -1,7 +1,7 @@
 """The `acbo` command line: validate, schema, plan, apply, gate, report.
 
 Exit codes: 0 success / GO, 1 internal failure, 2 invalid spec, usage or input, or a damaged file
-(named), 3 NO-GO (or a required spec not GO).
+(named), 3 NO-GO (or a required spec not GO), 4 INCONCLUSIVE (`acbo gate`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def _say(message: str) -> None:
 
 SpecArg = typer.Argument(..., help="Path to a spec file, e.g. specs/phase2a.toml.")
 SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=value (repeatable).")
+GATE_EXIT = {"GO": 0, "NO-GO": 3, "INCONCLUSIVE": 4}
 RegistryOpt = typer.Option(None, "--registry", help="Registry folder (default: $ACBO_REGISTRY or ./registry).")
 
 
@@ -230,16 +231,17 @@ def gate(
     force: bool = typer.Option(False, "--force", help="Recompute this spec's stages, cached or not."),
     registry: Optional[Path] = RegistryOpt,
 ):
-    """Staged evaluation on held-out graphs -> GO (exit 0) or NO-GO (exit 3), with evidence."""
+    """Staged evaluation, then every gate with its interval and evidence: GO (exit 0), NO-GO
+    (exit 3) or INCONCLUSIVE (exit 4: an interval straddles a bound or lies in a middle zone)."""
     with _errors():
         from engine.report.console import gates_table
 
         outcome = _run_apply(spec, set_, registry, force, "gate")
         out.print(gates_table(outcome.gates))
-        verdict = outcome.gates["verdict"]
-        colour = "green" if verdict == "GO" else "red"
+        verdict = outcome.gates.verdict
+        colour = {"GO": "green", "INCONCLUSIVE": "yellow"}.get(verdict, "red")
         _say(f"[bold {colour}]{verdict}[/]  ({outcome.run_dir})")
-        raise typer.Exit(0 if verdict == "GO" else 3)
+        raise typer.Exit(GATE_EXIT.get(verdict, 3))
 
 
 @app.command()

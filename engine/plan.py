@@ -93,12 +93,36 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
         upstream = stage_hashes(sibling(spec_file, spec.stage.uses))
         out["train"] = upstream["train"]
         model_owner = upstream["train"].owner
+    evaluate_reads = ["demonstrations", "train"]
+    for st in spec.evaluation_stages():
+        if own_split(spec, st):
+            continue
+        sim, exp = f"simulate.{st.name}", f"expert.{st.name}"
+        add(sim, {"seed": st.seed, "scm": _dump(st.scm or spec.scm), "n_graphs": stage_graphs(spec, st)}, [])
+        add(exp, {"seed": st.seed, "expert": _dump(st.expert), "observational": st.observational}, [sim])
+        evaluate_reads.append(exp)
+    for name in spec.evaluation.models:  # other specs' models, evaluated beside this one's
+        out[f"train.{name}"] = stage_hashes(sibling(spec_file, name))["train"]
+        evaluate_reads.append(f"train.{name}")
     add(
         "evaluate",
         {"seed": seed, "evaluation": _dump(spec.evaluation), "model_from": model_owner},
-        ["demonstrations", "train"],
+        evaluate_reads,
     )
     return out
+
+
+def stage_graphs(spec, stage) -> int:
+    """An evaluation stage's number of graphs (default: as many as the held-out split has)."""
+    from engine.spec.data import split_counts
+
+    return stage.n_graphs or split_counts(spec.data.n_graphs, spec.data.split.model_dump())["heldout"]
+
+
+def own_split(spec, stage) -> bool:
+    """Whether an evaluation stage is this spec's own held-out split (no graphs of its own)."""
+    return stage.scm is None and stage.n_graphs is None and not stage.observational \
+        and stage.expert == spec.expert
 
 
 @dataclass

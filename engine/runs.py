@@ -157,6 +157,9 @@ class Run:
     def record(self, name: str, obj) -> None:
         self._write(name, _json_bytes(obj))
 
+    def record_bytes(self, name: str, data: bytes) -> None:
+        self._write(name, data)
+
 
 def _json_bytes(obj: Any) -> bytes:
     from engine.registry import _json_default

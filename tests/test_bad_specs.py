@@ -57,7 +57,7 @@ def npz(**arrays) -> bytes:
 OPT = 'log_every = 10\noptimizer = { kind = "adam", lr = %s }'
 VALUE = 'value = { dist = "uniform", low = -5.0, high = 5.0 }'
 SPLIT = "split = { train = 0.6, validation = 0.2, heldout = 0.2 }"
-GATE_MIN = "min = 0.5"  # the metric gate's bound (the speedup gate has min = 1.0)
+GATE_MIN = "min = 0.5"  # the auroc gate's bound (the speedup gate has min = 1.0)
 ER = '[{ kind = "erdos_renyi", edges_per_node = 1.0 }]'
 USES = drop_sections("model", "loss", "train") + '\n[stage]\nuses = "phase2a"\n'
 
@@ -184,7 +184,7 @@ CASES = [
     case("inf-metric-max", edit(GATE_MIN, "max = inf"), "max = inf",
          f"{{L}}: gates.1.max: {FINITE} (got inf)"),
     case("nan-accuracy-drop-max",
-         edit(None, '\n[[gates]]\nkind = "accuracy_drop"\nmax = nan\n'), "max = nan",
+         edit(None, '\n[[gates]]\nmetric = "f1"\nvs = "expert"\nmax = nan\n'), "max = nan",
          f"{{L}}: gates.2.max: {FINITE} (got nan)"),
     # ------------------------------------------------------------------------------ [data]
     case("nan-split-fraction", edit(SPLIT, SPLIT.replace("validation = 0.2", "validation = nan")),
@@ -211,7 +211,7 @@ CASES = [
     case("metric-gate-min-above-max", edit(GATE_MIN, "min = 0.8\nmax = 0.6"), "min = 0.8",
          "{L}: gates.1.min: min (0.8) must be <= max (0.6): no value can pass"),
     case("metric-gate-without-a-bound", edit(GATE_MIN + "\n", ""), "[[gates]]",
-         "{L}: gates.1: a metric gate needs min and/or max (without a bound it always passes)"),
+         "{L}: gates.1: a gate needs min and/or max (without a bound it always passes)"),
     case("metric-gate-min-above-one", edit(GATE_MIN, "min = 1.5"), "min = 1.5",
          "{L}: gates.1.min: auroc is at most 1, so min = 1.5 can never pass"),
     case("metric-gate-negative-max", edit(GATE_MIN, "max = -0.1"), "max = -0.1",
@@ -238,12 +238,12 @@ CASES = [
          "{L}: seed: must be at most 2**32 - 1 = 4294967295: larger seeds wrap onto smaller ones "
          "(got 1180591620717411303424)"),
     case("metric-gate-on-map-f1", edit('metric = "auroc"', 'metric = "map_f1"'), "map_f1",
-         "{L}: gates.1.metric: map_f1 scores the expert's most probable parent set; the model "
-         "predicts parent marginals, not sets, so it has no map_f1 (use f1)"),
-    case("accuracy-drop-gate-on-map-f1",
-         edit(None, '\n[[gates]]\nkind = "accuracy_drop"\nmetric = "map_f1"\nmax = 0.2\n'),
-         "map_f1", "{L}: gates.2.metric: map_f1 scores the expert's most probable parent set; the "
-         "model predicts parent marginals, not sets, so it has no map_f1 (use f1)"),
+         "{L}: gates.1.metric: the model side has no map_f1: it is measured for expert only (F1 "
+         "of the expert's most probable parent set)"),
+    case("relative-gate-vs-a-side-without-map-f1",
+         edit(None, '\n[[gates]]\nmetric = "map_f1"\nside = "expert"\nvs = "model"\nmax = 0.2\n'),
+         'vs = "model"', "{L}: gates.2.vs: the model side has no map_f1: it is measured for "
+         "expert only (F1 of the expert's most probable parent set)"),
     case("uniform-low-above-high", edit(VALUE, VALUE.replace("-5.0", "6.0")), "value =",
          "{L}: scm.interventions.value: high (5.0) must be >= low (6.0)"),
     case("size-range-low-above-high",
@@ -420,9 +420,9 @@ CASES = [
     case("unknown-hardware-key", edit(None, "\n[hardware]\ndevics = 1\n"), "devics",
          "{L}: hardware.devics: unknown key (did you mean 'devices'?); allowed: devices, "
          "max_wall_minutes, max_memory_gb"),
-    case("unknown-speedup-stat", edit("min = 1.0", 'min = 1.0\nstat = "medain"'), "stat =",
-         "{L}: gates.0.stat: Input should be 'median', 'mean' or 'geometric_mean' "
-         "(got 'medain')"),
+    case("unknown-aggregate", edit('aggregate = "median"', 'aggregate = "medain"'), "aggregate =",
+         "{L}: gates.0.aggregate: Input should be 'pooled', 'mean', 'median', 'quantile' or "
+         "'share' (got 'medain')"),
     case("unknown-expert-kind", edit('kind = "parent_scale"', 'kind = "parent_scal"'),
          "parent_scal", "{L}: expert.kind: unknown kind 'parent_scal' (did you mean "
          "'parent_scale'?); expected one of: parent_scale, oracle, random"),

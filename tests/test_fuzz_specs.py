@@ -185,52 +185,82 @@ def test_plan_accepts_or_refuses_cleanly_what_validate_accepts(accepted_mutants,
         assert result.exit_code in (0, 2), f"{ident}: {out}"
 
 
-def test_every_gate_metric_validate_accepts_names_a_score_the_evaluation_has():
-    """A gate that validates must read a real score: `shd` is scored per graph (shd_mean), and
-    a gate on a metric only the expert has is refused at validate (it crashed apply before)."""
-    import typing
+def _record():
+    """A hand-built evaluation of 6 graphs (candidates [a, b], a the true parent): every side
+    with parent probabilities and timings; all but the expert with whole graphs (a model with
+    a graph head)."""
+    import numpy as np
 
+    from engine.evaluate.record import Evaluation, Side, StageResult
+
+    n = 6
+    probs = np.tile([0.8, 0.3], (n, 1))
+    graph = np.tile([[0.0, 0.0], [1.0, 0.0]], (n, 1, 1))
+
+    def side(graphs: bool, **kw):
+        return Side(probs=probs, pred=(probs > 0.5) * 1.0, seconds=np.full(n, 0.5),
+                    graph_scores=graph if graphs else None, graph_pred=graph if graphs else None,
+                    **kw)
+
+    sides = {"model": side(True), "expert": side(False, map_pred=(probs > 0.5) * 1.0),
+             **{b: side(True) for b in ("pc", "ges", "random")}}
+    stage = StageResult("held_out", "", np.tile([True, False], (n, 1)), np.ones((n, 2), bool),
+                        graph.astype(bool), np.ones((n, 2), bool), np.zeros(n, int),
+                        np.full(n, 2.0), sides)
+    return Evaluation({"held_out": stage}, 0.5, 50, 0)
+
+
+def test_every_gate_metric_validate_accepts_names_a_value_the_evaluation_has():
+    """A gate that validates reads a real value from a record that has every input, for every
+    metric, side and aggregate the catalog allows; the rest are refused at validate (a gate on a
+    metric only the expert has crashed apply before)."""
     from pydantic import ValidationError
 
+    from engine.evaluate.catalog import METRICS, SIDES
+    from engine.gates import GO, evaluate_gates
+    from engine.spec.loader import load
+
+    base = load(ROOT / "specs" / "smoke.toml").spec
+    evaluation = _record()
+    judged = 0
+    for metric, m in METRICS.items():
+        for side in SIDES:
+            for aggregate in m.aggregates:
+                extra = {"q": 0.5} if aggregate == "quantile" else (
+                    {"above": 0.0} if aggregate == "share" else {})
+                gate = {"metric": metric, "side": side, "aggregate": aggregate, "max": 1e6, **extra}
+                if metric == "graph_shd" or m.lower is None:
+                    gate["min"] = -1.0
+                try:
+                    spec = base.model_validate({**base.model_dump(), "gates": [gate]},
+                                               context={"spec_dir": ROOT / "specs"})
+                except ValidationError as exc:
+                    assert "has no" in str(exc), (metric, side, str(exc))
+                    continue
+                (result,) = evaluate_gates(spec, evaluation).gates
+                assert result.verdict == GO, (metric, side, aggregate, result.evidence)
+                judged += 1
+    assert judged > 100
+
+
+def test_a_relative_gate_of_a_lower_is_better_metric_when_both_are_perfect():
     from engine.gates import evaluate_gates
-    from engine.spec.evaluation import AccuracyDropGate, Metric, MetricGate
+    from engine.spec.loader import load
 
-    scores = {"f1": 0.5, "auroc": 0.7, "auprc": 0.6, "brier": 0.2, "ece": 0.1, "shd_mean": 1.5}
-    evaluation = {"model": scores, "expert": {**scores, "map_f1": 0.6}, "n_graphs": 3,
-                  "timing": {}}
-    for metric in typing.get_args(Metric):
-        for make in (lambda: MetricGate(kind="metric", metric=metric, max=2.0),
-                     lambda: AccuracyDropGate(kind="accuracy_drop", metric=metric, max=0.5)):
-            try:
-                gate = make()
-            except ValidationError:
-                assert metric == "map_f1"
-                continue
-            result = evaluate_gates([gate], evaluation)["gates"][0]
-            assert result["value"] == result["value"], (metric, result)  # not nan
-            assert result["passed"], (metric, result)
-
-
-def test_accuracy_drop_of_a_lower_is_better_metric_when_both_are_perfect():
-    from engine.gates import evaluate_gates
-    from engine.spec.evaluation import AccuracyDropGate
-
-    perfect = {"shd_mean": 0.0, "ece": 0.0}
-    evaluation = {"model": perfect, "expert": perfect, "n_graphs": 3, "timing": {}}
+    base = load(ROOT / "specs" / "smoke.toml").spec
     for metric in ("shd", "ece"):
-        gate = AccuracyDropGate(kind="accuracy_drop", metric=metric, max=0.1)
-        assert evaluate_gates([gate], evaluation)["verdict"] == "GO"
+        gates = [{"metric": metric, "vs": "expert", "relative": "difference", "max": 0.1}]
+        spec = base.model_validate({**base.model_dump(), "gates": gates})
+        assert evaluate_gates(spec, _record()).verdict == "GO"
 
 
-def test_a_metric_gate_with_both_bounds_reads_as_an_interval():
-    from engine.gates import evaluate_gate
-    from engine.report.tables import gates_grid
-    from engine.spec.evaluation import MetricGate
+def test_a_gate_with_both_bounds_reads_as_an_interval():
+    from engine.gates import evaluate_gates
+    from engine.spec.loader import load
 
-    gate = MetricGate(kind="metric", metric="auroc", min=0.6, max=0.9)
-    evaluation = {"timing": {}, "model": {"auroc": 0.7}, "expert": {"auroc": 0.8}, "n_graphs": 3}
-    result = evaluate_gate(gate, evaluation)
-    assert (result["op"], result["threshold"], result["passed"]) == ("in", [0.6, 0.9], True)
-    cells = [c[0] for c in gates_grid({"verdict": "GO", "gates": [result]}).rows[0]]
-    assert "in [0.600, 0.900]" in cells
-    assert not evaluate_gate(MetricGate(kind="metric", metric="auroc", min=0.75, max=0.9), evaluation)["passed"]
+    base = load(ROOT / "specs" / "smoke.toml").spec
+    gates = [{"metric": "auroc", "min": 0.6, "max": 1.0}, {"metric": "auroc", "min": 0.6, "max": 0.9}]
+    spec = base.model_validate({**base.model_dump(), "gates": gates})
+    first, second = evaluate_gates(spec, _record()).gates
+    assert (first.op, first.threshold, first.verdict) == ("in", [0.6, 1.0], "GO")
+    assert second.verdict == "NO-GO"  # AUROC 1 (every true parent ranked first) > 0.9

@@ -77,23 +77,23 @@ p.q = 3
 def test_arrays_of_tables_are_indexed():
     text = """\
 [[gates]]
-kind = "speedup"
+metric = "speedup"
 min = 1.0
 
 [[gates]]
-kind = "metric"
+group = "week2"
 metric = "auroc"
 
 [[gates]]
-kind = "faster_share"
+metric = "f1"
 """
     lines = locate(text)
     assert lines[("gates",)] == 1
     assert [lines[("gates", i)] for i in range(3)] == [1, 5, 9]
     assert lines[("gates", 0, "min")] == 3
-    assert lines[("gates", 1, "kind")] == 6
+    assert lines[("gates", 1, "group")] == 6
     assert lines[("gates", 1, "metric")] == 7
-    assert lines[("gates", 2, "kind")] == 10
+    assert lines[("gates", 2, "metric")] == 10
     assert ("gates", 3) not in lines
 
 
@@ -224,7 +224,7 @@ def test_the_smoke_spec_is_located_exactly():
         (("train", "optimizer", "lr"), 3),  # defined
         (("train", "optimizer", "lrr"), 3),  # unknown key: its table's line
         (("train", "nope", "deeper"), 1),  # the table header
-        (("gates", 0, "kind"), 6),  # a key of an array-of-tables element
+        (("gates", 0, "metric"), 6),  # a key of an array-of-tables element
         (("gates", 0, "min"), 5),  # a key the element lacks: the element's header
         (("gates", 7, "min"), 5),  # an element that does not exist: the array
         (("missing",), None),
@@ -238,6 +238,28 @@ steps = 1
 optimizer = { kind = "adam", lr = 0.1 }
 
 [[gates]]
-kind = "speedup"
+metric = "speedup"
 """
     assert line_of(locate(text), path) == expected
+
+
+def test_evaluation_stages_and_their_override_tables():
+    text = """\
+[evaluation]
+n_boot = 10
+
+[[evaluation.stages]]
+name = "a"
+
+[[evaluation.stages]]
+name = "b"
+scm = { mechanism = { kind = "rff" }, n_obs = 5 }
+
+[evaluation.stages.expert]
+n_trials = 2
+"""
+    lines = locate(text)
+    assert [lines[("evaluation", "stages", i, "name")] for i in range(2)] == [5, 8]
+    assert lines[("evaluation", "stages", 1, "scm", "mechanism", "kind")] == 9
+    assert lines[("evaluation", "stages", 1, "scm", "n_obs")] == 9
+    assert lines[("evaluation", "stages", 1, "expert", "n_trials")] == 12

@@ -14,7 +14,8 @@ SMOKE = (Path(__file__).resolve().parents[1] / "specs" / "smoke.toml").read_text
 def _specs(tmp_path, auroc_min):
     d = tmp_path / f"specs{auroc_min}"
     d.mkdir()
-    gates = f'[[gates]]\nkind = "metric"\nmetric = "auroc"\nmin = {auroc_min}\n'
+    # nogo_below = min: a hard bound, NO-GO whenever the value is below it (no middle zone)
+    gates = f'[[gates]]\nmetric = "auroc"\nmin = {auroc_min}\nnogo_below = {auroc_min}\n'
     base = SMOKE[: SMOKE.index("[[gates]]")]
     (d / "smoke.toml").write_text(base + gates)
     after = base.replace('name = "smoke"', 'name = "after"') + '\n[stage]\nrequires = ["smoke"]\n'

@@ -256,7 +256,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
 
 def has(metric: Metric, side_name: str, side) -> bool:
     """Whether `side` (a record's Side) has the inputs of `metric`."""
-    if metric.sides is not None and side_name not in metric.sides:
+    # Another spec's model (evaluation.models, named by its spec) is a "model" side.
+    role = side_name if side_name in SIDES else "model"
+    if metric.sides is not None and role not in metric.sides:
         return False
     if metric.scope == "graph":
         return side.graph_pred is not None

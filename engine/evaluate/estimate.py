@@ -47,9 +47,18 @@ def _values(stage: StageResult, metric: Metric, side_name: str, w: np.ndarray, a
             q: float, above: float | None) -> np.ndarray:
     side = stage.sides[side_name]
     w = w * side.ran
-    if aggregate == "pooled":
-        return metric.pooled(stage, side, w)
+    if aggregate == "pooled":  # over no graphs, undefined (F1 of empty counts would read 1)
+        return np.where(w.sum(1) > 0, metric.pooled(stage, side, w), np.nan)
     return _aggregate(metric.per_graph(stage, side), w, aggregate, q, above)
+
+
+def _count(stage: StageResult, metric: Metric, side_name: str, w0: np.ndarray, aggregate: str) -> int:
+    """Graphs that have the value: ran, and (per-graph metrics) finite there, e.g. timed."""
+    side = stage.sides[side_name]
+    ok = side.ran & (w0 > 0)
+    if aggregate != "pooled":
+        ok &= np.isfinite(metric.per_graph(stage, side))
+    return int(ok.sum())
 
 
 def relative_value(a, b, kind: str, higher_is_better: bool):
@@ -78,7 +87,7 @@ def estimate(stage: StageResult, metric: str, side: str = "model", aggregate: st
     if vs is not None:
         w = w * stage.sides[vs].ran  # the graphs both methods have
     vals = _values(stage, m, side, w, aggregate, q, above)
-    n = int((w[0] * stage.sides[side].ran).sum())
+    n = _count(stage, m, side, w[0], aggregate)
     if vs is not None:
         ref = _values(stage, m, vs, w * stage.sides[side].ran, aggregate, q, above)
         vals = relative_value(vals, ref, relative, m.higher_is_better)

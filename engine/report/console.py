@@ -50,9 +50,40 @@ def timing_table(evaluation: dict[str, Any]) -> Table | None:
     return None if grid is None else to_rich(grid)
 
 
-def gates_table(gates: dict[str, Any]) -> Table:
-    """Each gate with its value, condition, PASS / FAIL and evidence (from ``gates.json``)."""
-    return to_rich(gates_grid(gates))
+def gates_table(gates) -> Table:
+    """Each gate's verdict, value with its 95% interval, condition and evidence, and each
+    group's verdict. Takes an `engine.gates.Verdict` or its JSON (``gates.json``); a record
+    from before verdicts had groups (PASS / FAIL gates) is shown as it was written."""
+    from engine.gates import Verdict
+
+    if isinstance(gates, dict):
+        if "groups" not in gates:
+            return to_rich(gates_grid(gates))
+        gates = Verdict.from_json(gates)
+    style = {"GO": "bold green", "NO-GO": "bold red", "INCONCLUSIVE": "bold yellow"}
+    num = lambda x: "—" if x is None or x != x else f"{x:.3g}"  # noqa: E731
+
+    def condition(g) -> str:
+        lo, hi, no_lo, no_hi = g.bounds
+        parts = []
+        if lo is not None:
+            parts.append(f">= {num(lo)}" + ("" if no_lo is None else f" (NO-GO < {num(no_lo)})"))
+        if hi is not None:
+            parts.append(f"<= {num(hi)}" + ("" if no_hi is None else f" (NO-GO > {num(no_hi)})"))
+        return ", ".join(parts)
+
+    groups = "; ".join(f"{k} ({g.policy}): {g.verdict}" for k, g in gates.groups.items())
+    table = Table(title=Text(f"Gates: {gates.verdict}", style=style.get(gates.verdict, "bold")),
+                  caption=Text(f"groups: {groups}" if groups else "no gates", style="dim"),
+                  header_style="bold")
+    for h in ("Gate", "Group", "Verdict", "Value [95% CI]", "n", "Condition", "Evidence"):
+        table.add_column(Text(h), overflow="fold")
+    for g in gates.gates:
+        e = g.estimate
+        table.add_row(Text(g.name), Text(g.group), Text(g.verdict, style=style.get(g.verdict, "")),
+                      Text(f"{num(e.value)} [{num(e.low)}, {num(e.high)}]"), Text(str(e.n)),
+                      Text(condition(g)), Text(g.evidence))
+    return table
 
 
 def training_table(metrics: list[dict[str, Any]]) -> Table | None:

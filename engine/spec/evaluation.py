@@ -1,99 +1,27 @@
-"""[evaluation], [[gates]] and [stage]: how runs are judged and how specs build on each other."""
+"""[evaluation] (its stages: the test distributions) and [stage] (how specs build on each other).
+
+Gates are in engine.spec.gates.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
+from engine.evaluate.catalog import SIDES
 from engine.spec.base import Section, error_at
-
-Metric = Literal["f1", "auroc", "auprc", "map_f1", "brier", "ece", "shd"]
-UNBOUNDED_METRICS = {"shd"}  # the others lie in [0, 1]
-EXPERT_ONLY_METRICS = {"map_f1"}  # the model predicts parent marginals, not parent sets
-
-
-def _model_scores(metric: str) -> None:
-    """Gates compare the model's score: refuse a metric only the expert has."""
-    if metric in EXPERT_ONLY_METRICS:
-        raise error_at(("metric",), f"{metric} scores the expert's most probable parent set; "
-                                    "the model predicts parent marginals, not sets, so it has "
-                                    f"no {metric} (use f1)")
-
+from engine.spec.expert import ExpertSpec
+from engine.spec.scm import ScmSpec
 
 SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class EvaluationSpec(Section):
-    """Model and expert on the same held-out graphs, scored against the true parents and timed
-    in the same process (`timing_repeats` runs per graph, the median kept; compile apart)."""
-
-    threshold: float = Field(default=0.5, gt=0, lt=1)
-    timing_repeats: int = Field(default=3, gt=0)
-    max_graphs: int | None = Field(default=None, gt=0)
-    n_examples: int = Field(default=6, ge=0)
-
-
-class SpeedupGate(Section):
-    """Passes when expert time / model time (per graph, summarised by `stat`) is >= `min`."""
-
-    kind: Literal["speedup"]
-    name: str = "speedup"
-    min: float = Field(gt=0)
-    stat: Literal["median", "mean", "geometric_mean"] = "median"
-
-
-class AccuracyDropGate(Section):
-    """Passes when 1 - model / expert for `metric` (higher is better) is < `max`."""
-
-    kind: Literal["accuracy_drop"]
-    name: str = "accuracy_drop"
-    metric: Metric = "f1"
-    max: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _model_has_it(self) -> "AccuracyDropGate":
-        _model_scores(self.metric)
-        return self
-
-
-class FasterShareGate(Section):
-    """Passes when the model is faster than the expert on at least `min` of the graphs."""
-
-    kind: Literal["faster_share"]
-    name: str = "faster_share"
-    min: float = Field(gt=0, le=1)
-
-
-class MetricGate(Section):
-    """Passes when the model's `metric` is >= `min` (and/or <= `max`)."""
-
-    kind: Literal["metric"]
-    name: str = "metric"
-    metric: Metric
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _can_pass_and_fail(self) -> "MetricGate":
-        _model_scores(self.metric)
-        lo, hi = self.min, self.max
-        if lo is None and hi is None:
-            raise ValueError("a metric gate needs min and/or max (without a bound it always passes)")
-        if lo is not None and hi is not None and lo > hi:
-            raise error_at(("min",), f"min ({lo:g}) must be <= max ({hi:g}): no value can pass")
-        if lo is not None and lo > 1 and self.metric not in UNBOUNDED_METRICS:
-            raise error_at(("min",), f"{self.metric} is at most 1, so min = {lo:g} can never pass")
-        if hi is not None and hi < 0:
-            raise error_at(("max",), f"{self.metric} is never negative, so max = {hi:g} can never "
-                                     "pass")
-        return self
-
-
-GateSpec = Annotated[
-    Union[SpeedupGate, AccuracyDropGate, FasterShareGate, MetricGate], Field(discriminator="kind")
-]
+STAGE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # it names stage folders (simulate.<name>)
+Baseline = Literal["pc", "ges", "random"]
+# Editors see overrides (any subset of the table's keys), not a whole table.
+AS_OVERRIDES = WithJsonSchema({"type": "object", "description": "keys of the spec's own table "
+                               "replaced by these (validated as a whole table)"})
 
 
 def _spec_name(name: str) -> str:
@@ -107,6 +35,90 @@ def _spec_name(name: str) -> str:
 
 
 SpecName = Annotated[str, AfterValidator(_spec_name)]
+
+
+def _unique(items: list, key: str) -> None:
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise error_at((key, i), f"'{item}' is listed twice")
+
+
+def _stage_name(name: str) -> str:
+    if len(name) > 64 or not re.fullmatch(STAGE_NAME, name):
+        raise ValueError(f"'{name}' is not a stage name: letters, digits and _, not starting "
+                         "with a digit (it names the stage's folders and report rows)")
+    return name
+
+
+class EvaluationStage(Section):
+    """One test distribution. Without `scm` and `n_graphs` it is the spec's own held-out split;
+    `scm` / `expert` override keys of [scm] / [expert] (an `expert` with another `kind` replaces
+    the table); a stage with `scm` needs `n_graphs`. `observational`: every method sees only
+    the observational rows. `baselines` default to [evaluation] baselines."""
+
+    name: Annotated[str, AfterValidator(_stage_name)]
+    description: str = ""
+    n_graphs: int | None = Field(default=None, gt=0)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    # The root merges the overrides into full tables before this validates them.
+    scm: Annotated[ScmSpec | None, AS_OVERRIDES] = None
+    expert: Annotated[ExpertSpec | None, AS_OVERRIDES] = None
+    baselines: list[Baseline] | None = None
+    observational: bool = False
+
+    @model_validator(mode="after")
+    def _sized(self) -> "EvaluationStage":
+        if self.scm is not None and self.n_graphs is None:
+            raise error_at(("n_graphs",), "a stage with its own scm needs n_graphs (only the "
+                                          "spec's own held-out split has a size already)")
+        _unique(self.baselines or [], "baselines")
+        return self
+
+
+class EvaluationSpec(Section):
+    """Every method on the same graphs of each stage, scored against the truth. The expert and
+    the model are timed on `timed_graphs` graphs per stage, interleaved (`timing_repeats` runs
+    each, the median kept; compile apart). Aggregates carry a bootstrap 95% interval over
+    graphs (`n_boot` resamples). `models`: other specs whose trained models are evaluated as
+    extra sides, named by their spec name."""
+
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    timing_repeats: int = Field(default=3, gt=0)
+    timed_graphs: int = Field(default=20, gt=0)
+    n_boot: int = Field(default=1000, gt=0)
+    n_examples: int = Field(default=6, ge=0)
+    baselines: list[Baseline] = ["pc", "ges", "random"]
+    models: list[SpecName] = []
+    stages: list[EvaluationStage] = []
+
+    @model_validator(mode="after")
+    def _names(self) -> "EvaluationSpec":
+        _unique(self.baselines, "baselines")
+        _unique(self.models, "models")
+        for i, name in enumerate(self.models):
+            if name in SIDES:
+                raise error_at(("models", i), f"'{name}' is a built-in side ({', '.join(SIDES)}); "
+                                              "a model is named by its spec's name")
+        names = [s.name for s in self.stages]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise error_at(("stages", i, "name"), f"a stage named '{name}' is declared above")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedStage:
+    """An evaluation stage with every default applied (`scm` None: the spec's own held-out
+    distribution)."""
+
+    name: str
+    description: str
+    scm: ScmSpec | None
+    expert: Any  # ExpertSpec
+    n_graphs: int | None
+    seed: int
+    baselines: tuple[str, ...]
+    observational: bool
 
 
 class StageSpec(Section):

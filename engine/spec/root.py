@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from engine.spec.base import Section, error_at
 from engine.spec.data import DataSpec
-from engine.spec.evaluation import SPEC_NAME, EvaluationSpec, GateSpec, StageSpec
+from engine.spec.evaluation import SPEC_NAME, EvaluationSpec, ResolvedStage, StageSpec
+from engine.spec.gates import POLICIES, GateSpec, check_gates
 from engine.spec.expert import ExpertSpec
 from engine.spec.model import LossSpec, ModelSpec
 from engine.spec.scm import ScmSpec
@@ -34,7 +37,30 @@ class Spec(Section):
     hardware: HardwareSpec = HardwareSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     gates: list[GateSpec] = []
+    gate_groups: dict[str, Literal[POLICIES]] = {}  # type: ignore[valid-type]
     stage: StageSpec = StageSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_stage_overrides(cls, data: Any, info: ValidationInfo) -> Any:
+        """An evaluation stage's `scm` / `expert` hold overrides of [scm] / [expert]: merged
+        here into whole tables, so pydantic validates them in place (errors at
+        evaluation.stages.<i>.scm.<key>, `from_file` relative to the spec file)."""
+        if not isinstance(data, dict):
+            return data
+        ev = data.get("evaluation")
+        stages = ev.get("stages") if isinstance(ev, dict) else None
+        if not isinstance(stages, list):
+            return data
+        merged = []
+        for st in stages:
+            if isinstance(st, dict):
+                st = dict(st)
+                for key in ("scm", "expert"):
+                    if isinstance(st.get(key), dict):
+                        st[key] = _merged(key, data.get(key), st[key], info.context)
+            merged.append(st)
+        return {**data, "evaluation": {**ev, "stages": merged}}
 
     @field_validator("seed")
     @classmethod
@@ -100,6 +126,57 @@ class Spec(Section):
             raise error_at(("data",) + problem[0], problem[1])
         return self
 
+    @model_validator(mode="after")
+    def _gates_fit(self) -> "Spec":
+        for i, name in enumerate(self.evaluation.models):
+            if name == self.name or name == self.stage.uses:
+                why = "this spec" if name == self.name else "the model [stage] uses"
+                raise error_at(("evaluation", "models", i), f"'{name}' is {why}: its model is "
+                                                            "the 'model' side already")
+        check_gates(self.gates, self.gate_groups, self.evaluation_stages(), self.evaluation.models)
+        return self
+
     @property
     def trains(self) -> bool:
         return self.stage.uses is None
+
+    def evaluation_stages(self) -> list[ResolvedStage]:
+        """[[evaluation.stages]] with defaults applied; none declared: this spec's held-out
+        split, named "held_out"."""
+        declared = self.evaluation.stages or [None]
+        out = []
+        for i, st in enumerate(declared):
+            # Past the training seed's neighbourhood, so a stage's graphs are never the
+            # training graphs (which are drawn from `seed`); one seed per stage.
+            seed = (self.seed + 1000 + i) % (MAX_SEED + 1)
+            if st is None:
+                out.append(ResolvedStage("held_out", "this spec's held-out split", None,
+                                         self.expert, None, seed,
+                                         tuple(self.evaluation.baselines), False))
+                continue
+            out.append(ResolvedStage(
+                st.name, st.description, st.scm, st.expert or self.expert, st.n_graphs,
+                st.seed if st.seed is not None else seed,
+                tuple(st.baselines if st.baselines is not None else self.evaluation.baselines),
+                st.observational,
+            ))
+        return out
+
+
+_TABLES = {"scm": TypeAdapter(ScmSpec), "expert": TypeAdapter(ExpertSpec)}
+
+
+def _merged(key: str, base: Any, overrides: dict, context: Any) -> Any:
+    """[key] with `overrides` replacing its top-level keys; None when [key] itself is invalid
+    (its own errors are reported there, not repeated at every stage). An expert of another
+    kind replaces the table: the keys of one kind mean nothing to another."""
+    if key == "expert" and "kind" in overrides and (
+            not isinstance(base, dict) or overrides["kind"] != base.get("kind")):
+        return overrides
+    if not isinstance(base, dict):
+        return None
+    try:
+        _TABLES[key].validate_python(base, context=context)
+    except ValidationError:
+        return None
+    return {**base, **overrides}

@@ -39,10 +39,11 @@ class StageContext:
     def dir(self, name: str) -> StageDir:
         return self.plan.stages[name].dir(self.root)
 
-    def key(self, name: str) -> jax.Array:
-        """A stage's PRNG key: a pure function of the seed and the stage name."""
+    def key(self, name: str, seed: int | None = None) -> jax.Array:
+        """A stage's PRNG key: a pure function of the seed (the spec's unless given) and the
+        stage name."""
         salt = int.from_bytes(name.encode()[:4].ljust(4, b"\0"), "little")
-        return jax.random.fold_in(jax.random.PRNGKey(self.spec.seed), salt)
+        return jax.random.fold_in(jax.random.PRNGKey(self.spec.seed if seed is None else seed), salt)
 
 
 Runner = Callable[[StageContext], dict]

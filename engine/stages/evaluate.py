@@ -1,138 +1,112 @@
-"""Stage 5, evaluate: model and expert on the same held-out graphs, scored and timed alike.
+"""Stage 5, evaluate: every evaluation stage's graphs, every method, one typed record.
 
-Accuracy is measured on every held-out demonstration (each a data prefix with the expert's
-posterior after it). Speed is measured per held-out graph on the full task: from the graph's
-data to parent probabilities, expert and model interleaved in this process, the median of
-`timing_repeats` runs, with each one's one-off compile time reported apart.
+The stages are the spec's `[[evaluation.stages]]` (default: this spec's held-out split). A stage
+with graphs of its own reads them from its `simulate.<name>` and `expert.<name>` stages. The
+procedure is `engine.evaluate.procedure`; the record (`engine.evaluate.record`) keeps every
+prediction, so gates and reports never recompute anything but through the metric catalog.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import dataclasses
 
-import jax
 import numpy as np
 
-from engine.data.demos import gather
-from engine.expert.sets import membership
-from engine.evaluate.metrics import map_f1, score_parents, timing_summary
-from engine.registry import write_json
-from engine.stages import demonstrations, simulate
+from engine.data.demos import split_graphs
+from engine.evaluate.estimate import summarise
+from engine.evaluate.procedure import ModelUnderTest, StageInputs, evaluate_stage
+from engine.evaluate.record import Evaluation
+from engine.plan import own_split
+from engine.registry import StageDir, arrays_to_bytes, write_atomic, write_json
 from engine.stages.context import StageContext
-from engine.train.trainer import load_model
+from engine.train.host import load_model
 
 
-def predict_fn(model):
-    """Parent probabilities for one example, compiled with the trained parameters as constants
-    (a deployed model is fixed; plain `jax.jit` dispatches in about half the time that
-    `eqx.filter_jit` needs for its pytree flattening, which dominates at these sizes)."""
-    return jax.jit(lambda x, r, v, t: jax.nn.sigmoid(model(x, r, v, t)))
+def _trains_graph_head(loss) -> bool:
+    return loss is not None and loss.graph_weight > 0
 
 
-def _block(tree):
-    return jax.tree.map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, tree)
+def _model(stage: StageDir, spec) -> ModelUnderTest:
+    model = load_model(stage.read_bytes("model.eqx"), spec.model, stage.final / "model.eqx")
+    return ModelUnderTest(model, _trains_graph_head(spec.loss))
 
 
-def _timed(fn, *args) -> float:
-    started = time.perf_counter()
-    _block(fn(*args))
-    return time.perf_counter() - started
+def _inputs(ctx: StageContext, st) -> StageInputs:
+    spec = ctx.spec
+    if own_split(spec, st):
+        graphs = ctx.dir("simulate").read_arrays("graphs.npz")
+        traj = ctx.dir("expert").read_arrays("trajectories.npz")
+        ids = split_graphs(len(graphs["target"]), spec.data.split.model_dump(), spec.seed)["heldout"]
+    else:
+        graphs = ctx.dir(f"simulate.{st.name}").read_arrays("graphs.npz")
+        traj = ctx.dir(f"expert.{st.name}").read_arrays("trajectories.npz")
+        ids = np.arange(len(graphs["target"]))
+    sets = traj["sets"] if traj["sets"].ndim == 3 else np.broadcast_to(traj["sets"], (len(graphs["target"]),) + traj["sets"].shape)
+    run_seconds = traj["run_seconds"] if "run_seconds" in traj else np.full(len(graphs["target"]), np.nan)
+    return StageInputs(
+        obs=graphs["obs"][ids], rows_values=traj["rows_values"][ids], rows_mask=traj["rows_mask"][ids],
+        rows_valid=traj["rows_valid"][ids], var_mask=graphs["var_mask"][ids].astype(bool),
+        target=graphs["target"][ids], adjacency=graphs["adjacency"][ids].astype(bool),
+        marginals=traj["marginals"][ids, -1], set_probs=traj["set_probs"][ids, -1], sets=sets[ids],
+        run_seconds=run_seconds[ids],
+    )
 
 
-def run(ctx: StageContext, model_spec) -> dict:
-    spec, ev = ctx.spec, ctx.spec.evaluation
-    heldout = demonstrations.load(ctx.dir("demonstrations"), "heldout")
-    if heldout.n_demos == 0:
-        raise ValueError("no held-out graphs to evaluate: raise data.split.heldout or data.n_graphs")
-    train = ctx.dir("train")
-    model = load_model(train.read_bytes("model.eqx"), model_spec, train.final / "model.eqx")
-    trajectories = ctx.dir("expert").read_arrays("trajectories.npz")
-    ctx.progress.start(f"evaluate on {heldout.n_graphs} held-out graphs", heldout.n_graphs)
-
-    # Accuracy on every held-out demonstration.
-    batch = gather(heldout, np.arange(heldout.n_demos))
-    forward = jax.jit(jax.vmap(lambda x, r, v, t: jax.nn.sigmoid(model(x, r, v, t))))
-    model_probs = np.asarray(forward(batch.x, batch.row_mask, batch.var_mask, batch.target))
-    d = model_probs.shape[1]
-    mask = np.asarray(batch.var_mask) & (np.arange(d)[None, :] != np.asarray(batch.target)[:, None])
-    truth = np.asarray(batch.parents)
-    expert_probs = np.asarray(heldout.expert)
-    model_scores = score_parents(model_probs, truth, mask, threshold=ev.threshold)
-    expert_scores = score_parents(expert_probs, truth, mask, threshold=ev.threshold)
-    gid = np.asarray(heldout.graph_id)[np.asarray(heldout.demo_graph)]
-    set_probs = trajectories["set_probs"][gid, np.asarray(heldout.demo_k)]
-    sets = trajectories["sets"]  # [G, S, k] variable indices, -1 padded ([S, k] if shared)
-    sets = sets[gid] if sets.ndim == 3 else np.broadcast_to(sets, (len(gid),) + sets.shape)
-    members = np.asarray(jax.vmap(lambda s: membership(s, d))(sets)) > 0.5
-    expert_scores["map_f1"] = map_f1(set_probs, members, truth, mask)
-
-    # Speed per graph on the full task.
-    scms, data = simulate.load(ctx)
-    expert = spec.expert.build()
-    predict = predict_fn(model)
-    demo_graph, demo_k = np.asarray(heldout.demo_graph), np.asarray(heldout.demo_k)
-    # One task per graph: its final demonstration (all rows the expert consumed).
-    final = [int(np.flatnonzero(demo_graph == i)[np.argmax(demo_k[demo_graph == i])]) for i in range(heldout.n_graphs)]
-    if ev.max_graphs is not None:
-        final = final[: ev.max_graphs]
-    tasks = gather(heldout, np.array(final))
-    graphs = np.asarray(heldout.graph_id)[: len(final)]
-    inputs = lambda i: (tasks.x[i], tasks.row_mask[i], tasks.var_mask[i], tasks.target[i])
-    key = ctx.key("evaluate")
-    take = lambda tree, g: jax.tree.map(lambda a: a[g], tree)
-    expert_compile = _timed(expert.run, key, take(scms, int(graphs[0])), take(data, int(graphs[0])))
-    model_compile = _timed(predict, *inputs(0))
-    expert_s, model_s = [], []
-    for i, g in enumerate(graphs):
-        scm_g, data_g = take(scms, int(g)), take(data, int(g))
-        args = inputs(i)
-        e_runs, m_runs = [], []
-        for _ in range(ev.timing_repeats):
-            e_runs.append(_timed(expert.run, key, scm_g, data_g))
-            m_runs.append(_timed(predict, *args))
-        expert_s.append(statistics.median(e_runs))
-        model_s.append(statistics.median(m_runs))
-        ctx.progress.advance(i + 1, f"speedup so far {np.median(np.array(expert_s) / np.array(model_s)):.1f}x")
-
-    timing = timing_summary(np.array(expert_s), np.array(model_s))
-    timing.update(expert_s=expert_s, model_s=model_s, expert_compile_s=expert_compile, model_compile_s=model_compile)
-    n_vars = np.asarray(heldout.var_mask).sum(1)
-    per_demo_f1 = lambda p: [
-        _f1(p[j] >= ev.threshold, truth[j], mask[j]) for j in range(len(truth))
-    ]
-    result = {
-        "split": "heldout",
-        "n_graphs": heldout.n_graphs,
-        "n_demos": heldout.n_demos,
-        "threshold": ev.threshold,
-        "model": model_scores,
-        "expert": expert_scores,
-        "timing": timing,
-        "per_graph": {
-            "n_vars": n_vars[np.asarray(heldout.demo_graph)].tolist(),
-            "model_f1": per_demo_f1(model_probs),
-            "expert_f1": per_demo_f1(expert_probs),
-        },
-        "examples": [
-            {
-                "n_vars": int(n_vars[heldout.demo_graph[j]]),
-                "target": int(batch.target[j]),
-                "truth": truth[j].astype(int).tolist(),
-                "model": model_probs[j].round(4).tolist(),
-                "expert": expert_probs[j].round(4).tolist(),
-            }
-            for j in final[: ev.n_examples]
-        ],
+def _info(spec, st, inputs: StageInputs) -> dict:
+    expert = st.expert
+    prior = getattr(getattr(expert, "prior", None), "kind", None)
+    return {
+        "graphs": "this spec's held-out split" if own_split(spec, st) else "simulated for this stage",
+        "observational": st.observational,
+        "nodes": [int(inputs.var_mask.sum(1).min()), int(inputs.var_mask.sum(1).max())],
+        "mean_edges": float(inputs.adjacency.sum((1, 2)).mean()),
+        "interventional_rows": float(inputs.rows_valid.sum(1).mean()),
+        "expert": {"kind": expert.kind, "prior": prior, "n_trials": getattr(expert, "n_trials", None)},
+        "baselines": list(st.baselines),
     }
+
+
+def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
+    """Evaluate the trained model(s) on every evaluation stage; write and return the record."""
+    from engine.spec.loader import sibling
+
+    spec, ev = ctx.spec, ctx.spec.evaluation
+    models = {"model": _model(ctx.dir("train"), model_owner_spec)}
+    for name in ev.models:
+        models[name] = _model(ctx.dir(f"train.{name}"), trained_spec(sibling(ctx.plan.spec_file, name)).spec)
+    stages, compile_s = {}, {}
+    declared = spec.evaluation_stages()
+    ctx.progress.start(f"evaluate on {len(declared)} stage(s)", len(declared))
+    for i, st in enumerate(declared):
+        inputs = _inputs(ctx, st)
+        if inputs.n == 0:
+            raise ValueError(f"evaluation stage {st.name} has no graphs: raise data.split.heldout "
+                             "or data.n_graphs, or give the stage n_graphs")
+        record, seconds = evaluate_stage(
+            st.name, st.description, inputs, models, st.expert.build(), st.baselines, ev.threshold,
+            ev.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
+            info=_info(spec, st, inputs), progress=lambda note: ctx.progress.advance(i, note),
+        )
+        stages[st.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
+        compile_s.update({f"{st.name}/{k}": v for k, v in seconds.items()})
+        ctx.progress.advance(i + 1, f"{st.name} done")
+    evaluation = Evaluation(stages, ev.threshold, ev.n_boot, spec.seed, compile_s)
     out = ctx.dir("evaluate")
-    write_json(out.work_dir() / "evaluation.json", result)
-    out.commit(["evaluation.json"], {"n_graphs": heldout.n_graphs})
-    return result
+    write_atomic(out.work_dir() / "evaluation.npz", arrays_to_bytes(evaluation.to_arrays()))
+    write_json(out.work_dir() / "evaluation.json", evaluation.to_json())
+    out.commit(["evaluation.npz", "evaluation.json"], {"stages": list(stages)})
+    return evaluation
 
 
-def _f1(pred, truth, mask) -> float:
-    pred, truth = pred[mask], truth[mask]
-    tp = float((pred & truth).sum())
-    denom = float(pred.sum() + truth.sum())
-    return 1.0 if denom == 0 else 2 * tp / denom
+def trained_spec(spec_file):
+    """The spec file whose train stage `spec_file` reads (itself, or what its `uses` chain
+    trains)."""
+    from engine.spec.loader import sibling
+
+    while not spec_file.spec.trains:
+        spec_file = sibling(spec_file, spec_file.spec.stage.uses)
+    return spec_file
+
+
+def load(stage: StageDir) -> Evaluation:
+    return Evaluation.from_parts(stage.read_arrays("evaluation.npz"), stage.read_json("evaluation.json"))

@@ -10,26 +10,39 @@ from __future__ import annotations
 import os
 import time
 
+import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 
 from engine.expert.runner import load_trajectory, run_graphs
+from engine.plan import stage_graphs
 from engine.registry import arrays_to_bytes, write_atomic
 from engine.stages import simulate
 from engine.stages.context import StageContext
 
 
-def run(ctx: StageContext) -> dict:
+def run(ctx: StageContext, name: str = "expert", stage=None) -> dict:
+    """The expert on the spec's graphs (or on evaluation stage `stage`'s, into stage `name`)."""
     spec = ctx.spec
-    scms, data = simulate.load(ctx)
-    expert = spec.expert.build()
-    out = ctx.dir("expert")
+    if stage is None:
+        scms, data = simulate.load(ctx)
+        expert_spec, n, seed = spec.expert, spec.data.n_graphs, None
+    else:
+        n = stage_graphs(spec, stage)
+        scms, data = simulate.load(ctx, f"simulate.{stage.name}", stage.scm or spec.scm, n)
+        expert_spec, seed = stage.expert, stage.seed
+        if stage.observational:  # no interventional rows, and no trials (they would be some)
+            data = eqx.tree_at(lambda d: d.int_row_mask, data, jnp.zeros_like(data.int_row_mask))
+            if getattr(expert_spec, "n_trials", 0):
+                expert_spec = expert_spec.model_copy(update={"n_trials": 0})
+    expert = expert_spec.build()
+    out = ctx.dir(name)
     work = out.work_dir()
-    n = spec.data.n_graphs
-    ctx.progress.start(f"expert ({spec.expert.kind}) on {n} graphs", n)
+    ctx.progress.start(f"expert ({expert_spec.kind}) on {n} graphs", n)
     started = time.perf_counter()
     paths = run_graphs(
         expert,
-        ctx.key("expert"),
+        ctx.key("expert", seed),
         scms,
         data,
         work / "graphs",

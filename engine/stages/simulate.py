@@ -12,20 +12,25 @@ from engine.spec.base import FLOAT32_MAX
 from engine.stages.context import StageContext
 
 
-def run(ctx: StageContext) -> dict:
+def run(ctx: StageContext, name: str = "simulate", scm=None, n_graphs: int | None = None,
+        seed: int | None = None) -> dict:
+    """Simulate the spec's [scm] (or, for an evaluation stage `name`, its own `scm`, number of
+    graphs and seed)."""
     from engine import scm as scm_lib
 
     spec = ctx.spec
-    out = ctx.dir("simulate")
+    scm = scm or spec.scm
+    n_graphs = n_graphs or spec.data.n_graphs
+    out = ctx.dir(name)
     work = out.work_dir()
-    ctx.progress.start(f"simulate {spec.data.n_graphs} SCMs", None)
+    ctx.progress.start(f"simulate {n_graphs} SCMs", None)
     try:
-        scms, data = scm_lib.simulate(spec.scm, ctx.key("simulate"), spec.data.n_graphs)
+        scms, data = scm_lib.simulate(scm, ctx.key("simulate", seed), n_graphs)
     except scm_lib.SimulationError as exc:
         raise _spec_error(ctx, str(exc)) from None
     # Finite is not enough: every later stage (standardising, correlations, the expert's
     # regressions) sums squares over the rows in float32.
-    rows = spec.scm.n_obs + spec.scm.n_int
+    rows = scm.n_obs + scm.n_int
     limit = math.sqrt(FLOAT32_MAX / max(rows, 1))
     largest = max(float(np.abs(np.asarray(data.obs)).max(initial=0.0)),
                   float(np.abs(np.asarray(data.int_values)).max(initial=0.0)))
@@ -69,15 +74,15 @@ def _spec_error(ctx: StageContext, message: str):
     return SpecError([Problem(_display(spec_file.path), line, "scm", message)])
 
 
-def load(ctx: StageContext):
+def load(ctx: StageContext, name: str = "simulate", scm=None, n_graphs: int | None = None):
     """(scms, data) batched over graphs, read back with checksums verified."""
     from engine import scm as scm_lib
 
     from engine.registry import CorruptArtifact
 
-    stage = ctx.dir("simulate")
+    stage = ctx.dir(name)
     data = io.BytesIO(stage.read_bytes("scm.eqx"))
     try:
-        return scm_lib.load(data, ctx.spec.scm, ctx.spec.data.n_graphs)
+        return scm_lib.load(data, scm or ctx.spec.scm, n_graphs or ctx.spec.data.n_graphs)
     except Exception as exc:  # noqa: BLE001 - a checksummed file that is not what this acbo reads
         raise CorruptArtifact(f"{stage.final / 'scm.eqx'}: cannot be read back ({exc}); {stage.hint}") from None
