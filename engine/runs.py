@@ -200,6 +200,14 @@ class RunFolder:
     def read_json(self, name: str) -> Any:
         return loads_json(self.read_bytes(name), self.path / name, self.hint)
 
+    def evaluation(self):
+        """The run's evaluation record (both of its files verified)."""
+        from engine.evaluate.record import Evaluation
+        from engine.registry import arrays_from_bytes
+
+        return Evaluation.from_parts(arrays_from_bytes(self.read_bytes("evaluation.npz")),
+                                     self.read_json("evaluation.json"))
+
     def read_jsonl(self, name: str) -> list[dict]:
         """Every line must parse: the run's copy of a log is complete, never torn."""
         out = []

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.evaluate.baselines import predict_graph
+from engine.evaluate.baselines import available, predict_graph
 from engine.evaluate.record import Side, StageResult
 from engine.scm.types import Dataset
 
@@ -164,7 +164,13 @@ def evaluate_stage(
         progress(f"{name}: {side_name} on {inputs.n} graphs")
         sides[side_name] = _model_side(m, inputs, threshold)
     sides["expert"] = _expert_side(inputs, threshold)
+    skipped = {}
     for b in baselines:
+        reason = available(b)
+        if reason is not None:  # an optional extra: the evaluation goes on without it, and says so
+            skipped[b] = reason
+            progress(f"{name}: {b} skipped: {reason}")
+            continue
         progress(f"{name}: {b} on {inputs.n} graphs")
         sides[b] = _baseline_side(b, inputs, seed)
 
@@ -195,7 +201,8 @@ def evaluate_stage(
         name=name, description=description, truth=_truth(inputs), mask=_candidates(inputs),
         adjacency=inputs.adjacency.astype(bool), var_mask=inputs.var_mask.astype(bool),
         target=inputs.target.astype(np.int64), expert_run_seconds=inputs.run_seconds.astype(np.float64),
-        sides=sides, info=dict(info or {}, n_graphs=inputs.n, timed_graphs=timed, repeats=repeats),
+        sides=sides, info=dict(info or {}, n_graphs=inputs.n, timed_graphs=timed, repeats=repeats,
+                                 skipped=skipped),
     )
     return record, compile_s
 

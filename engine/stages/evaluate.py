@@ -87,6 +87,8 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
             ev.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
             info=_info(spec, st, inputs), progress=lambda note: ctx.progress.advance(i, note),
         )
+        for b, reason in record.info["skipped"].items():
+            ctx.progress.log(f"evaluation stage {st.name}: {b} not run: {reason}")
         stages[st.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
         compile_s.update({f"{st.name}/{k}": v for k, v in seconds.items()})
         ctx.progress.advance(i + 1, f"{st.name} done")
