@@ -19,7 +19,7 @@ from engine.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 RUN_FILES = ["spec.toml", "resolved.json", "lock.json", "metrics.jsonl", "model.eqx",
-             "evaluation.json", "gates.json", "manifest.json"]
+             "evaluation.json", "evaluation.npz", "gates.json", "manifest.json"]
 INFER_READS = {"resolved.json", "model.eqx", "manifest.json"}
 
 
@@ -85,7 +85,7 @@ def test_a_plausible_edit_of_the_evaluation_is_caught(registry, tmp_path):
     root, run = registry
     path = run / "evaluation.json"
     text = path.read_text()
-    auroc = json.loads(text)["model"]["auroc"]
+    auroc = json.loads(text)["stages"][0]["summary"]["model"]["auroc"]["value"]
     path.write_text(text.replace(json.dumps(auroc), json.dumps(min(auroc + 0.2, 0.99)), 1))
     assert path.read_text() != text
     result = CliRunner().invoke(app, ["report", "--registry", str(root), "--reports", str(tmp_path)])
@@ -303,7 +303,7 @@ def test_a_checksummed_scm_file_this_acbo_cannot_read_is_named(registry):
     manifest["files"]["scm.eqx"] = sha256_file(scm)
     write_manifest(scm.parent / "manifest.json", manifest)
     result = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root),
-                                      "--set", "evaluation.timing_repeats=2"])  # evaluate reads it
+                                      "--set", "expert.sigma_y=2.0"])  # the expert stage reads it
     _clean(result)
     assert result.exit_code == 2, result.output
     assert "scm.eqx: cannot be read back" in result.output and "--force" in result.output

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -49,8 +50,18 @@ def test_same_spec_and_seed_give_identical_metrics(smoke_registry, tmp_path):
 
     root = tmp_path / "fresh"
     assert _apply(root).returncode == 0
-    first = json.loads(next((smoke_registry / "_stages" / "evaluate").glob("*/evaluation.json")).read_text())
-    second = json.loads(next((root / "_stages" / "evaluate").glob("*/evaluation.json")).read_text())
-    for who in ("model", "expert"):
-        assert json.dumps(first[who], sort_keys=True) == json.dumps(second[who], sort_keys=True)
-    assert first["per_graph"] == second["per_graph"]
+    from engine.registry import StageDir
+    from engine.stages.evaluate import load
+
+    def record(r):
+        done = next(p for p in (r / "_stages" / "evaluate").iterdir() if (p / "manifest.json").exists())
+        return load(StageDir("evaluate", done.name, r))
+
+    first, second = record(smoke_registry), record(root)
+    a, b = first.stage(), second.stage()
+    for who in ("model", "expert", "random"):  # every prediction, bit for bit (timings aside)
+        np.testing.assert_array_equal(a.sides[who].probs, b.sides[who].probs)
+        np.testing.assert_array_equal(a.sides[who].pred, b.sides[who].pred)
+        for metric, e in a.summary[who].items():
+            if metric not in ("seconds", "speedup", "full_speedup"):
+                assert e == b.summary[who][metric], (who, metric)
