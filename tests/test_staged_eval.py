@@ -166,3 +166,15 @@ def test_a_missing_baseline_is_skipped_with_the_install_command(monkeypatch):
                                          timed_graphs=0, repeats=1, key=None, seed=0)
     assert set(record.sides) == {"expert", "random"}
     assert record.info["skipped"] == {"pc": reason, "ges": reason}
+
+
+def test_an_evaluated_model_must_be_a_spec_beside_this_one(tmp_path):
+    shutil.copy(REPO / "specs" / "smoke.toml", tmp_path / "smoke.toml")
+    text = (REPO / "specs" / "smoke.toml").read_text().replace(
+        "timing_repeats = 1", 'timing_repeats = 1\nmodels = ["smok"]')
+    (tmp_path / "other.toml").write_text(text.replace('name = "smoke"', 'name = "other"'))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "other.toml")])
+    assert result.exit_code == 2
+    line = text.splitlines().index('models = ["smok"]') + 1
+    assert f"other.toml:{line}: evaluation.models.0: no spec named 'smok'" in result.output
+    assert "did you mean 'smoke'" in result.output

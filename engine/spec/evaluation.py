@@ -54,7 +54,8 @@ class EvaluationStage(Section):
     """One test distribution. Without `scm` and `n_graphs` it is the spec's own held-out split;
     `scm` / `expert` override keys of [scm] / [expert] (an `expert` with another `kind` replaces
     the table); a stage with `scm` needs `n_graphs`. `observational`: every method sees only
-    the observational rows. `baselines` default to [evaluation] baselines."""
+    the observational rows. `baselines` and `timed_graphs` default to [evaluation]'s (0: no
+    timing on this stage)."""
 
     name: Annotated[str, AfterValidator(_stage_name)]
     description: str = ""
@@ -65,6 +66,7 @@ class EvaluationStage(Section):
     expert: Annotated[ExpertSpec | None, AS_OVERRIDES] = None
     baselines: list[Baseline] | None = None
     observational: bool = False
+    timed_graphs: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _sized(self) -> "EvaluationStage":
@@ -119,6 +121,7 @@ class ResolvedStage:
     seed: int
     baselines: tuple[str, ...]
     observational: bool
+    timed_graphs: int
 
 
 class StageSpec(Section):

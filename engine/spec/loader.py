@@ -269,18 +269,19 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecF
 
 
 def _check_references(spec, path: Path, lines: dict, display: str) -> None:
-    """[stage] names must be spec files beside this one."""
+    """[stage] names and evaluation.models must be spec files beside this one."""
     problems = []
-    names = [(("uses",), spec.stage.uses)] if spec.stage.uses else []
-    names += [(("requires", i), n) for i, n in enumerate(spec.stage.requires)]
+    names = [(("stage", "uses"), spec.stage.uses)] if spec.stage.uses else []
+    names += [(("stage", "requires", i), n) for i, n in enumerate(spec.stage.requires)]
+    names += [(("evaluation", "models", i), n) for i, n in enumerate(spec.evaluation.models)]
     for where, name in names:
         if not (path.parent / f"{name}.toml").exists():
             known = sorted(p.stem for p in path.parent.glob("*.toml") if p != path)
             problems.append(
                 Problem(
                     display,
-                    line_of(lines, ("stage",) + where),
-                    ".".join(str(w) for w in ("stage",) + where),
+                    line_of(lines, where),
+                    ".".join(str(w) for w in where),
                     f"no spec named '{name}' ({path.parent / (name + '.toml')} does not exist)"
                     f"{suggest(name, known)}",
                 )

@@ -152,13 +152,15 @@ class Spec(Section):
             if st is None:
                 out.append(ResolvedStage("held_out", "this spec's held-out split", None,
                                          self.expert, None, seed,
-                                         tuple(self.evaluation.baselines), False))
+                                         tuple(self.evaluation.baselines), False,
+                                         self.evaluation.timed_graphs))
                 continue
             out.append(ResolvedStage(
                 st.name, st.description, st.scm, st.expert or self.expert, st.n_graphs,
                 st.seed if st.seed is not None else seed,
                 tuple(st.baselines if st.baselines is not None else self.evaluation.baselines),
                 st.observational,
+                self.evaluation.timed_graphs if st.timed_graphs is None else st.timed_graphs,
             ))
         return out
 

@@ -84,7 +84,7 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
                              "or data.n_graphs, or give the stage n_graphs")
         record, seconds = evaluate_stage(
             st.name, st.description, inputs, models, st.expert.build(), st.baselines, ev.threshold,
-            ev.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
+            st.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
             info=_info(spec, st, inputs), progress=lambda note: ctx.progress.advance(i, note),
         )
         for b, reason in record.info["skipped"].items():
