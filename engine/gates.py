@@ -144,7 +144,7 @@ def _what(gate) -> str:
 
 
 def _unit(gate) -> str:
-    if gate.vs is not None or gate.aggregate == "share":
+    if gate.vs is not None or gate.vs_stage is not None or gate.aggregate == "share":
         return ""
     return {"speedup": "x", "full_speedup": "x", "seconds": " s"}.get(gate.metric, "")
 
@@ -163,7 +163,8 @@ def _needs(gate) -> str:
 
 
 def _subject(gate, stage: str, n: int) -> str:
-    versus = f" {gate.relative} vs {gate.vs}" if gate.vs is not None else ""
+    ref = " on ".join(filter(None, (gate.vs, gate.vs_stage)))
+    versus = f" {gate.relative} vs {ref}" if ref else ""
     return f"{_what(gate)}{versus} of {gate.side} over {n} graphs of {stage}"
 
 
@@ -172,13 +173,18 @@ def _missing(evaluation: Evaluation, stage: str, gate) -> str | None:
     if stage not in evaluation.stages:
         return f"the evaluation has no stage '{stage}' (it has {', '.join(evaluation.stages)})"
     st, m = evaluation.stages[stage], METRICS[gate.metric]
-    for name in filter(None, (gate.side, gate.vs)):
-        side = st.sides.get(name)
+    if gate.vs_stage is not None and gate.vs_stage not in evaluation.stages:
+        return f"the evaluation has no stage '{gate.vs_stage}'"
+    checks = [(stage, gate.side)]
+    if gate.vs is not None or gate.vs_stage is not None:
+        checks.append((gate.vs_stage or stage, gate.vs or gate.side))
+    for where, name in checks:
+        side = evaluation.stages[where].sides.get(name)
         if side is None:
-            return f"{name} was not evaluated on {stage}"
+            return f"{name} was not evaluated on {where}"
         if not has(m, name, side):
             note = f" ({side.note})" if side.note else ""
-            return f"{name} has no {gate.metric} on {stage}{note}"
+            return f"{name} has no {gate.metric} on {where}{note}"
     return None
 
 
@@ -190,7 +196,9 @@ def evaluate_gate(gate, stage: str, evaluation: Evaluation) -> tuple[Estimate, s
     st = evaluation.stages[stage]
     kw = dict(aggregate=gate.aggregate, q=gate.q if gate.q is not None else 0.5, above=gate.above,
               n_boot=evaluation.n_boot, seed=evaluation.seed)
-    e = estimate(st, gate.metric, gate.side, vs=gate.vs, relative=gate.relative or "drop", **kw)
+    ref_stage = evaluation.stages[gate.vs_stage] if gate.vs_stage is not None else None
+    e = estimate(st, gate.metric, gate.side, vs=gate.vs, relative=gate.relative or "drop",
+                 vs_stage=ref_stage, **kw)
     verdict = judge(gate, e)
     unit = _unit(gate)
     if math.isfinite(e.value):
@@ -200,10 +208,12 @@ def evaluate_gate(gate, stage: str, evaluation: Evaluation) -> tuple[Estimate, s
     else:
         told = "undefined on these graphs (e.g. nothing to count: a ratio of zeros)"
     text = f"{_subject(gate, stage, e.n)}: {told}, {_needs(gate)}"
-    if gate.vs is not None:
+    if gate.vs is not None or ref_stage is not None:
+        ref_name = gate.vs or gate.side
         a = estimate(st, gate.metric, gate.side, **kw)
-        b = estimate(st, gate.metric, gate.vs, **kw)
-        text += f"; {gate.side} {_num(a.value)}, {gate.vs} {_num(b.value)}"
+        b = estimate(ref_stage or st, gate.metric, ref_name, **kw)
+        where = f" on {ref_stage.name}" if ref_stage is not None else ""
+        text += f"; {gate.side} {_num(a.value)}, {ref_name}{where} {_num(b.value)}"
     return e, verdict, text
 
 

@@ -377,7 +377,7 @@ REFUSED = [
           'gates.2.above: aggregate = "share" needs above: the share of graphs whose speedup is '
           "> above"),
     _case("relative-without-vs", 'metric = "f1"\nrelative = "ratio"\nmin = 1', "relative",
-          "gates.2.relative: relative needs vs: the side this gate compares with"),
+          "gates.2.relative: relative needs vs (the side this gate compares with) or vs_stage (the stage)"),
     _case("vs-itself", 'metric = "f1"\nvs = "model"\nmax = 0.1', "vs =",
           "gates.2.vs: vs = 'model' is the gate's own side"),
     _case("an-unused-group", 'metric = "f1"\nmin = 0.5\ngroup = "week2"', "week4 =",
@@ -438,3 +438,33 @@ def test_an_extra_model_is_judged_like_the_model():
     v = evaluate_gates(s, ev)
     assert [(g.side, g.verdict) for g in v.gates] == [("phase2a", GO), ("phase2a", GO)]
     assert v.gates[1].estimate.value == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------- transfer (vs_stage)
+
+
+STAGES = ('[[evaluation.stages]]\nname = "held_out"\n\n[[evaluation.stages]]\nname = "larger"\n'
+          'n_graphs = 4\nscm = { n_nodes = 10 }\n')
+
+
+def test_a_drop_against_another_stage_compares_the_same_side_there():
+    """The plan's transfer question: the model's F1 on larger graphs against its F1 in
+    distribution (other graphs: resampled independently, so the interval is wider)."""
+    ev = record(stage(model=side([RIGHT] * N)),
+                stage("larger", model=side([RIGHT] * (N // 2) + [HALF] * (N // 2))))
+    r = gate('metric = "f1"\nstage = "larger"\nvs_stage = "held_out"\nmax = 0.3', ev,
+             "\n" + STAGES)
+    # larger: 20 TP, 10 FP (the half-wrong graphs), 0 FN -> F1 = 40 / 50; held_out F1 = 1
+    assert r.estimate.value == pytest.approx(0.2)
+    assert r.estimate.low < r.estimate.value < r.estimate.high
+    assert "drop vs held_out" in r.evidence
+    assert "model on held_out 1" in r.evidence
+
+
+def test_vs_stage_must_name_another_declared_stage():
+    with pytest.raises(Exception, match="no evaluation stage 'held'"):
+        spec('[[gates]]\nmetric = "f1"\nstage = "larger"\nvs_stage = "held"\nmax = 0.3\n',
+             "\n" + STAGES)
+    with pytest.raises(Exception, match="is the gate's own stage"):
+        spec('[[gates]]\nmetric = "f1"\nstage = "larger"\nvs_stage = "larger"\nmax = 0.3\n',
+             "\n" + STAGES)

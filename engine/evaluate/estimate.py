@@ -74,22 +74,31 @@ def relative_value(a, b, kind: str, higher_is_better: bool):
 
 def estimate(stage: StageResult, metric: str, side: str = "model", aggregate: str | None = None,
              q: float = 0.5, above: float | None = None, vs: str | None = None,
-             relative: str = "drop", n_boot: int = 1000, seed: int = 0) -> Estimate:
-    """The `aggregate` of `metric` for `side` on `stage` (or relative to method `vs`)."""
+             relative: str = "drop", n_boot: int = 1000, seed: int = 0,
+             vs_stage: StageResult | None = None) -> Estimate:
+    """The `aggregate` of `metric` for `side` on `stage`, or relative to method `vs` (on the
+    same graphs, paired), or to `vs` (default: the same side) on another stage `vs_stage`
+    (other graphs: the two are resampled independently)."""
     m = METRICS[metric]
     aggregate = aggregate or m.default_aggregate
     if aggregate not in m.aggregates:
         raise ValueError(f"{metric} has no {aggregate} (it has {', '.join(m.aggregates)})")
-    for name in (side, vs):
-        if name is not None and (name not in stage.sides or not has(m, name, stage.sides[name])):
-            raise KeyError(f"stage {stage.name} has no {metric} for {name}")
+    ref_stage, ref_side = vs_stage or stage, vs or side
+    for st, name in ((stage, side), (ref_stage, ref_side)):
+        if name not in st.sides or not has(m, name, st.sides[name]):
+            raise KeyError(f"stage {st.name} has no {metric} for {name}")
     w = resample_weights(stage.n_graphs, n_boot, seed)
-    if vs is not None:
+    paired = vs is not None and vs_stage is None
+    if paired:
         w = w * stage.sides[vs].ran  # the graphs both methods have
     vals = _values(stage, m, side, w, aggregate, q, above)
     n = _count(stage, m, side, w[0], aggregate)
-    if vs is not None:
+    if paired:
         ref = _values(stage, m, vs, w * stage.sides[side].ran, aggregate, q, above)
+        vals = relative_value(vals, ref, relative, m.higher_is_better)
+    elif vs_stage is not None:
+        w_ref = resample_weights(vs_stage.n_graphs, n_boot, seed + 1)
+        ref = _values(vs_stage, m, ref_side, w_ref, aggregate, q, above)
         vals = relative_value(vals, ref, relative, m.higher_is_better)
     boot = vals[1:][np.isfinite(vals[1:])]
     low, high = (np.percentile(boot, [2.5, 97.5]) if boot.size else (np.nan, np.nan))

@@ -68,6 +68,7 @@ class GateSpec(Section):
     q: float | None = Field(default=None, gt=0, lt=1)
     above: float | None = None
     vs: str | None = None
+    vs_stage: str | None = None  # relative to a side on another stage (transfer)
     relative: Literal[RELATIVE] | None = None  # default with vs: "drop"  # type: ignore[valid-type]
     min: float | None = None
     max: float | None = None
@@ -90,11 +91,12 @@ class GateSpec(Section):
         metric = METRICS.get(data.get("metric")) if isinstance(data.get("metric"), str) else None
         if metric is not None and "aggregate" not in data:
             data["aggregate"] = metric.default_aggregate
-        if data.get("vs") is not None and "relative" not in data:
+        if (data.get("vs") is not None or data.get("vs_stage") is not None) and "relative" not in data:
             data["relative"] = "drop"
         if not data.get("name") and isinstance(data.get("metric"), str):
             side = data.get("side", "model")
-            vs = f" {data.get('relative', 'drop')} vs {data['vs']}" if data.get("vs") else ""
+            ref = " on ".join(filter(None, (data.get("vs"), data.get("vs_stage"))))
+            vs = f" {data.get('relative', 'drop')} vs {ref}" if ref else ""
             data["name"] = f"{data['metric']} of {side}{vs}"
         return data
 
@@ -121,9 +123,10 @@ class GateSpec(Section):
             why = side_lacks(m, name) if name is not None else None
             if why:  # at the metric when the side is the default one
                 raise error_at((key if key in self.model_fields_set else "metric",), why)
-        if self.vs is None and self.relative is not None:
-            raise error_at(("relative",), "relative needs vs: the side this gate compares with")
-        if self.vs is not None and self.vs == self.side:
+        if self.vs is None and self.vs_stage is None and self.relative is not None:
+            raise error_at(("relative",), "relative needs vs (the side this gate compares with) "
+                                          "or vs_stage (the stage)")
+        if self.vs is not None and self.vs == self.side and self.vs_stage is None:
             raise error_at(("vs",), f"vs = '{self.vs}' is the gate's own side")
         self._check_bounds(m)
         return self
@@ -147,7 +150,7 @@ class GateSpec(Section):
             if self.nogo_above < hi:
                 raise error_at(("nogo_above",), f"nogo_above ({_fmt(self.nogo_above)}) must be "
                                                 f">= max ({_fmt(hi)})")
-        if self.vs is not None:
+        if self.vs is not None or self.vs_stage is not None:
             return  # a relative value's range depends on both sides
         what = f"{self.metric}"
         lower, upper = m.lower, m.upper
@@ -180,13 +183,20 @@ def check_gates(gates: list[GateSpec], groups: dict[str, str], stages: list, mod
     names = list(by_name)
     sides = list(SIDES) + list(models)
     for i, g in enumerate(gates):
-        if g.stage is not None and g.stage not in by_name:
-            raise error_at(("gates", i, "stage"), f"no evaluation stage '{g.stage}'"
-                           f"{suggest(g.stage, names)}; stages: {', '.join(names)}")
+        for key in ("stage", "vs_stage"):
+            name = getattr(g, key)
+            if name is not None and name not in by_name:
+                raise error_at(("gates", i, key), f"no evaluation stage '{name}'"
+                               f"{suggest(name, names)}; stages: {', '.join(names)}")
         st = by_name[g.stage] if g.stage is not None else stages[0]
-        for key, side in (("side", g.side), ("vs", g.vs)):
-            if side is None:
-                continue
+        if g.vs_stage is not None and g.vs_stage == st.name:
+            raise error_at(("gates", i, "vs_stage"), f"vs_stage = '{g.vs_stage}' is the gate's "
+                           "own stage (use vs to compare sides on one stage)")
+        ref_stage = by_name[g.vs_stage] if g.vs_stage is not None else st
+        checks = [("side", g.side, st)]
+        if g.vs is not None or g.vs_stage is not None:
+            checks.append(("vs" if g.vs is not None else "vs_stage", g.vs or g.side, ref_stage))
+        for key, side, st in checks:
             if side not in sides:
                 raise error_at(("gates", i, key), f"unknown side '{side}'{suggest(side, sides)}; "
                                f"sides: {', '.join(sides)} (other specs' models are sides once "
