@@ -159,7 +159,7 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
     n_trials = getattr(spec.expert, "n_trials", 0)
     est = {
         "simulate": 2.0 + 2e-8 * n_graphs * n_rows * d * d,
-        "expert": 3.0 + n_graphs * (0.002 * n_rows / 100 + 0.5 * n_trials),
+        "expert": 20.0 + n_graphs * expert_graph_seconds(spec.expert, spec.scm.n_obs, d) / 2,
         "demonstrations": 0.5 + 1e-3 * n_graphs,
     }
     train_spec = spec if spec.trains else uses_spec
@@ -177,11 +177,51 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
             est["train"] += spec.train.steps * per_step / n_devices
     if train_spec is not None:
         dim = train_spec.model.dim
-        est["evaluate"] = 10.0 + spec.evaluation.timing_repeats * n_graphs * 0.01
+        est.update(_evaluation_estimates(spec))
         mem += 4 * train_spec.train.batch_size * n_rows * d * 16 / 1e9 / n_devices
         mem += 4 * 4 * dim * dim * 20 / 1e9
     mem += 4 * n_graphs * n_rows * d * 3 / 1e9
     return est, mem
+
+
+def expert_graph_seconds(expert, n_obs: int, d: int) -> float:
+    """One core's seconds for one graph: the doubly-robust prior dominates (measured ~5 s at
+    200 rows, 10 bootstraps, 3-50 nodes: its networks' cost hardly depends on d), then ~0.05 s a
+    trial; the uniform priors' exact posterior is milliseconds."""
+    prior = getattr(expert, "prior", None)
+    seconds = 0.01
+    if prior is not None and prior.kind == "doubly_robust":
+        per_net = 0.5 * (n_obs / 200) * (prior.max_epochs / 100) * (prior.hidden / 200)
+        seconds += per_net * prior.n_bootstrap * (1 if prior.mode == "joint" else d)
+    return seconds + 0.05 * getattr(expert, "n_trials", 0)
+
+
+_BASELINE_PER_D2 = {"pc": 1e-3, "ges": 5e-3, "random": 0.0}  # s / d^2, benchmarks/baselines.py
+
+
+def _evaluation_estimates(spec) -> dict[str, float]:
+    """Each evaluation stage's own simulation and expert runs (2 worker processes, a compile
+    each), its baselines, and its interleaved timing; `evaluate` sums what runs in-process."""
+    from engine.spec.data import split_counts
+
+    workers = 2
+    est: dict[str, float] = {}
+    evaluate = 10.0
+    for st in spec.evaluation_stages():
+        scm = st.scm or spec.scm
+        d = scm.max_nodes
+        n = stage_graphs(spec, st)
+        if own_split(spec, st):
+            n = split_counts(spec.data.n_graphs, spec.data.split.model_dump())["heldout"]
+        else:
+            est[f"simulate.{st.name}"] = 2.0 + 2e-8 * n * (scm.n_obs + scm.n_int) * d * d
+            est[f"expert.{st.name}"] = 20.0 + n * expert_graph_seconds(st.expert, scm.n_obs, d) / workers
+        prior_s = expert_graph_seconds(st.expert.model_copy(update={"n_trials": 0})
+                                       if hasattr(st.expert, "n_trials") else st.expert, scm.n_obs, d)
+        evaluate += 5.0 + n * sum(_BASELINE_PER_D2.get(b, 0.0) * d * d for b in st.baselines)
+        evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
+    est["evaluate"] = evaluate
+    return est
 
 
 def make_plan(spec_file: SpecFile, devices: list | None = None) -> Plan:
