@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 
 from engine.data.online import simulated_batch
-from engine.evaluate.metrics import auroc
 from engine.plan import stage_hashes
 from engine.registry import read_jsonl
 from engine.scm.simulator import Simulator
 from engine.spec.loader import SpecError, load
 from engine.train.sources import build_phases
 from engine.train.trainer import Trainer, TrainingStopped
+
+
+def auroc(scores, labels) -> float:
+    """Share of (positive, negative) pairs ranked right, ties 1/2 (Mann-Whitney)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    diff = s[y][:, None] - s[~y][None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 ONLINE = ["data.mode=online", "data.split={ train = 0.0, validation = 0.5, heldout = 0.5 }"]

@@ -1,6 +1,8 @@
 """Reports over run folders: rich console tables, markdown / HTML documents, PNG figures.
 
-Importing this package does not import matplotlib (figures import it lazily) nor jax.
+Everything is read from a run's typed evaluation record (`engine.evaluate.record.Evaluation`)
+and its gates.json; no metric is recomputed here. Importing this package does not import
+matplotlib (figures import it lazily) nor jax.
 """
 
 from engine.report.console import (
@@ -8,11 +10,11 @@ from engine.report.console import (
     gates_table,
     print_run,
     runs_table,
-    timing_table,
     training_table,
 )
 from engine.report.document import write_index, write_report
 from engine.report.run import RunRecord, list_runs, load_run
+from engine.report.verdict import verdict_line
 
 __all__ = [
     "RunRecord",
@@ -22,8 +24,8 @@ __all__ = [
     "load_run",
     "print_run",
     "runs_table",
-    "timing_table",
     "training_table",
+    "verdict_line",
     "write_index",
     "write_report",
 ]

@@ -8,29 +8,29 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from engine.report.run import list_runs
-from engine.report.tables import (
-    Grid,
-    evaluation_grid,
-    gates_grid,
-    runs_grid,
-    timing_grid,
-    training_grid,
-)
+from engine.evaluate.record import StageResult
+from engine.report.run import list_runs, load_run
+from engine.report.stages import stage_grid, stage_info, stage_title, transfer_grid
+from engine.report.tables import Grid, provenance_grid, runs_grid, training_grid
+from engine.report.verdict import gates_grid, verdict_line
 
-TONE_STYLE = {"good": "bold green", "bad": "bold red", "dim": "dim"}
+TONE_STYLE = {"good": "bold green", "bad": "bold red", "warn": "bold yellow", "dim": "dim"}
+VERDICT_STYLE = {"GO": "bold green", "NO-GO": "bold red", "INCONCLUSIVE": "bold yellow"}
 
 
-def to_rich(grid: Grid) -> Table:
-    """Render a :class:`Grid` as a rich Table (tones become colours)."""
+def to_rich(grid: Grid, title: str | None = None, stacked: bool = False) -> Table:
+    """Render a :class:`Grid` as a rich Table (tones become colours, footnotes join the caption);
+    `stacked` puts each interval under its value, so more columns fit a terminal."""
     # Text, not str: titles and captions hold '[a, b]' that rich would read as markup
-    table = Table(title=Text(grid.title, style="bold"),
-                  caption=Text(grid.caption, style="dim") if grid.caption else None,
-                  header_style="bold")
+    caption = "\n".join(filter(None, [grid.caption, *grid.notes]))
+    table = Table(title=Text(title or grid.title, style="bold"),
+                  caption=Text(caption, style="dim") if caption else None,
+                  header_style="bold", caption_justify="left")
     for h in grid.headers:
         table.add_column(Text(h), overflow="fold")
     for row in grid.rows:
-        table.add_row(*(Text(text, style=TONE_STYLE.get(tone or "", "")) for text, tone in row))
+        table.add_row(*(Text(text.replace(" [", "\n[") if stacked else text,
+                             style=TONE_STYLE.get(tone or "", "")) for text, tone in row))
     return table
 
 
@@ -39,15 +39,14 @@ def runs_table(registry_root: Path) -> Table:
     return to_rich(runs_grid(list_runs(Path(registry_root))))
 
 
-def evaluation_table(evaluation: dict[str, Any]) -> Table:
-    """Model vs expert metric by metric (from an ``evaluation.json`` record)."""
-    return to_rich(evaluation_grid(evaluation))
+CONSOLE_METRICS = ("f1", "auroc", "seconds", "speedup", "full_speedup")  # ~100 columns
 
 
-def timing_table(evaluation: dict[str, Any]) -> Table | None:
-    """Speedup distribution and wall times; None when the evaluation has no timing."""
-    grid = timing_grid(evaluation)
-    return None if grid is None else to_rich(grid)
+def evaluation_table(stage: StageResult, n_boot: int | None = None) -> Table:
+    """One evaluation stage: every method's headline metrics with their 95% intervals (the
+    report has every key metric; a terminal has less room)."""
+    return to_rich(stage_grid(stage, n_boot, CONSOLE_METRICS),
+                   title=f"{stage_title(stage)}\n({stage_info(stage)})", stacked=True)
 
 
 def gates_table(gates) -> Table:
@@ -93,20 +92,25 @@ def training_table(metrics: list[dict[str, Any]]) -> Table | None:
 
 
 def print_run(run_dir: Path, console=None) -> None:
-    """Print every table a run folder supports (evaluation, timing, gates, training, provenance)."""
+    """Print a run: the verdict and why, its gates, each evaluation stage's table, the stages
+    side by side, training, provenance."""
     from rich.console import Console
-
-    from engine.report.run import load_run
-    from engine.report.tables import provenance_grid
 
     console = console or Console()
     run = load_run(Path(run_dir))
-    grids = []
-    if run.evaluation:
-        grids += [evaluation_grid(run.evaluation), timing_grid(run.evaluation)]
+    items: list = []
     if run.gates:
-        grids.append(gates_grid(run.gates))
-    grids += [training_grid(run.metrics), provenance_grid(run)]
-    for grid in grids:
-        if grid is not None:
-            console.print(to_rich(grid))
+        items.append(Text(verdict_line(run.gates), style=VERDICT_STYLE.get(run.verdict or "", "bold")))
+        items.append(gates_table(run.gates))
+    for note in run.notes:
+        items.append(Text(note, style="yellow"))
+    ev = run.evaluation
+    if ev is not None:
+        items += [evaluation_table(st, ev.n_boot) for st in ev.stages.values()]
+        transfer = transfer_grid(ev)
+        if transfer is not None:
+            items.append(to_rich(transfer))
+    items += [training_table(run.metrics), to_rich(provenance_grid(run))]
+    for item in items:
+        if item is not None:
+            console.print(item)

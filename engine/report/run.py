@@ -1,9 +1,11 @@
 """Reading run folders (``registry/<spec_name>/<run_id>/``) for reports.
 
-A run folder may hold any of ``lock.json``, ``metrics.jsonl``, ``evaluation.json``,
-``gates.json``: a run that only trained has no evaluation, one that died has no results. What is
-absent is shown as absent; what is damaged (a checksum that fails, a file the run's manifest does
-not list) is never read: the run is listed with its `problem` and gets no report.
+A run folder may hold any of ``lock.json``, ``resolved.json``, ``metrics.jsonl``, the evaluation
+record (``evaluation.json`` + ``evaluation.npz``, read as a typed
+:class:`~engine.evaluate.record.Evaluation`) and ``gates.json``: a run that only trained has no
+evaluation, one that died has no results. What is absent is shown as absent; what is damaged (a
+checksum that fails, a file the run's manifest does not list) is never read: the run is listed
+with its `problem` and gets no report.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.evaluate.record import Evaluation
 from engine.registry import MANIFEST, CorruptArtifact
 from engine.runs import RunFolder, run_status
 
 RUN_FILES = ("lock.json", "metrics.jsonl", "evaluation.json", "gates.json")
+OLD_EVALUATION = ("evaluation.json is from an earlier acbo (no evaluation.npz beside it): apply "
+                  "the spec again to evaluate and report it")
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,10 @@ class RunRecord:
     path: Path
     lock: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    evaluation: dict[str, Any] | None = None
-    gates: dict[str, Any] | None = None
+    evaluation: Evaluation | None = None
+    gates: dict[str, Any] | None = None  # gates.json: verdict, groups, gates (NaN as null)
+    spec: dict[str, Any] | None = None  # resolved.json: the spec as it ran
+    notes: tuple[str, ...] = ()  # what the report cannot show, and why
     problem: str | None = None  # why this run folder cannot be trusted (damaged), else None
 
     @property
@@ -85,33 +92,46 @@ def load_run(run_dir: Path) -> RunRecord:
     folder.verify()  # a report vouches for the whole run, spec and model included
 
     def read(name):
-        return folder.read_json(name) if folder.has(name) else None
+        return _dict(folder.read_json(name), folder.path / name) if folder.has(name) else None
 
-    return RunRecord(
-        path=folder.path,
-        lock=_dict(read("lock.json"), folder.path / "lock.json"),
+    # The lock first: a running apply rewrites it, and every step between reading the manifest
+    # and reading the lock widens the window in which the two disagree (parsing comes last).
+    lock = read("lock.json")
+    record = dict(
+        path=folder.path, lock=lock, gates=read("gates.json"), spec=read("resolved.json"),
         metrics=[r for r in (folder.read_jsonl("metrics.jsonl") if folder.has("metrics.jsonl") else [])
                  if isinstance(r, dict)],
-        evaluation=_dict(read("evaluation.json"), folder.path / "evaluation.json"),
-        gates=_dict(read("gates.json"), folder.path / "gates.json"),
     )
+    if not folder.has("evaluation.json"):
+        return RunRecord(**record)
+    if not folder.has("evaluation.npz"):
+        return RunRecord(**record, notes=(OLD_EVALUATION,))
+    try:
+        return RunRecord(**record, evaluation=folder.evaluation())
+    except (KeyError, TypeError, ValueError) as exc:  # verified, yet not a record
+        raise CorruptArtifact(f"{folder.path / 'evaluation.json'}: not an evaluation record "
+                              f"({exc!r}); {folder.hint}") from None
 
 
-def _load_or_damaged(run_dir: Path, tries: int = 20) -> RunRecord:
+def _load_or_damaged(run_dir: Path, settle: float = 0.5, patience: float = 5.0) -> RunRecord:
     """load_run, or a record with its `problem`. A running apply rewrites a file, then the
-    manifest: a reader between the two renames sees a mismatch, so it reads again while the
-    manifest keeps changing under it."""
+    manifest: a reader between the two renames sees a mismatch. So after a mismatch it waits up
+    to `settle` seconds for the manifest to change (a writer descheduled on a busy machine may
+    take a while) and reads again, for up to `patience` seconds in all; a manifest that stays
+    as it is means real damage."""
     manifest = Path(run_dir) / MANIFEST
-    for attempt in range(tries):
+    deadline = time.monotonic() + patience
+    while True:
         before = _stamp(manifest)
         try:
             return load_run(run_dir)
         except CorruptArtifact as exc:
             problem = str(exc)
-        time.sleep(0.02)
-        if _stamp(manifest) == before:
-            break
-    return RunRecord(path=Path(run_dir), problem=problem)
+        quiet_until = time.monotonic() + settle
+        while _stamp(manifest) == before and time.monotonic() < quiet_until:
+            time.sleep(0.01)
+        if _stamp(manifest) == before or time.monotonic() > deadline:
+            return RunRecord(path=Path(run_dir), problem=problem)
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -179,9 +199,20 @@ def fmt(x: Any, digits: int = 3) -> str:
         if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
             return f"{x:.{digits - 1}e}"
         if abs(x) >= 10 ** digits:
-            return f"{x:,.0f}"
+            return f"{x:.0f}"  # no thousands commas: they read as list separators in "[a, b]"
         return f"{x:.{digits}g}" if abs(x) > 1 else f"{x:.{digits}f}"
     return str(x)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """A wall time: ms below a second, else s."""
+    scale, unit = time_unit(seconds)
+    return "—" if not is_num(seconds) else f"{fmt(float(seconds) * scale)} {unit}"
+
+
+def time_unit(seconds: float | None) -> tuple[float, str]:
+    """(scale, unit) for showing `seconds` and numbers beside it (an interval) alike."""
+    return (1e3, "ms") if is_num(seconds) and abs(seconds) < 1 else (1.0, "s")
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -1,16 +1,15 @@
 """Report tables as plain data (text + tone per cell), rendered by console (rich), markdown and html.
 
 One builder per table keeps the three renderings in agreement. A tone is ``"good"``, ``"bad"``,
-``"dim"`` or None; renderers map it to a colour.
+``"dim"`` or None; renderers map it to a colour. Evaluation tables are in
+:mod:`engine.report.stages`, gates in :mod:`engine.report.verdict`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from engine.evaluate.metrics import accuracy_drop, timing_summary
 from engine.report.run import (
     RunRecord,
     fmt,
@@ -19,6 +18,7 @@ from engine.report.run import (
     is_num,
     short_hash,
     short_sha,
+    time_unit,
 )
 
 Cell = tuple[str, "str | None"]
@@ -26,24 +26,25 @@ Cell = tuple[str, "str | None"]
 
 @dataclass(frozen=True)
 class Grid:
-    """A titled table: headers, rows of (text, tone) cells, an optional caption (sample sizes)."""
+    """A titled table: headers, rows of (text, tone) cells, an optional caption (sample sizes)
+    and footnotes (what a marked row or cell means)."""
 
     title: str
     headers: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     caption: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _c(text: Any, tone: str | None = None) -> Cell:
     return (text if isinstance(text, str) else fmt(text), tone)
 
 
+VERDICT_TONE = {"GO": "good", "NO-GO": "bad", "INCONCLUSIVE": "warn"}
+
+
 def verdict_cell(verdict: str | None) -> Cell:
-    if verdict == "GO":
-        return ("GO", "good")
-    if verdict == "NO-GO":
-        return ("NO-GO", "bad")
-    return ("—", "dim")
+    return (verdict, VERDICT_TONE.get(verdict)) if verdict else ("—", "dim")
 
 
 def _status_cell(status: str | None) -> Cell:
@@ -52,24 +53,44 @@ def _status_cell(status: str | None) -> Cell:
     return (status or "—", tone)
 
 
+def fmt_interval(value: float | None, low: float | None, high: float | None, unit: str = "") -> str:
+    """"0.812 [0.774, 0.851]", "3.1x [2.9, 3.3]", "1.2 ms [1.1, 1.4]", "12% [5, 20]": the unit
+    follows the value and the interval is in the same unit."""
+    if not is_num(value):
+        return "n/a"
+    scale, suffix = 1.0, unit
+    if unit == "s":
+        scale, u = time_unit(value)
+        suffix = f" {u}"
+    elif unit == "%":
+        scale = 100.0
+    text = f"{fmt(float(value) * scale)}{suffix}"
+    if is_num(low) and is_num(high):
+        text += f" [{fmt(float(low) * scale)}, {fmt(float(high) * scale)}]"
+    return text
+
+
+def estimate_text(e, unit: str = "") -> str:
+    """An Estimate (value, low, high, n) as "value [low, high]"; "—" when no graph had it."""
+    if e is None or (e.n == 0 and not is_num(e.value)):
+        return "—"
+    return fmt_interval(e.value, e.low, e.high, unit)
+
+
 # --------------------------------------------------------------------------- runs overview
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
-    """Headline numbers of one run (absent ones None)."""
-    ev = run.evaluation or {}
-    model, expert = ev.get("model") or {}, ev.get("expert") or {}
-    timing = ev.get("timing") or {}
-    speedup = timing.get("speedup_median")
-    if speedup is None and timing.get("expert_s") and timing.get("model_s"):
-        speedup = timing_summary(timing["expert_s"], timing["model_s"], n_boot=0)["speedup_median"]
-    return {
-        "model_f1": model.get("f1"),
-        "model_auroc": model.get("auroc"),
-        "expert_f1": expert.get("f1"),
-        "speedup": speedup,
-        "verdict": run.verdict,
-    }
+    """Headline numbers of one run from its first evaluation stage's summary (absent: None)."""
+    out = {"model_f1": None, "model_auroc": None, "expert_f1": None, "speedup": None}
+    if run.evaluation is not None and run.evaluation.stages:
+        summary = run.evaluation.stage().summary
+        for key, (side, metric) in {"model_f1": ("model", "f1"), "model_auroc": ("model", "auroc"),
+                                    "expert_f1": ("expert", "f1"),
+                                    "speedup": ("model", "speedup")}.items():
+            e = summary.get(side, {}).get(metric)
+            out[key] = e.value if e is not None and is_num(e.value) else None
+    return {**out, "verdict": run.verdict}
 
 
 def runs_grid(runs: Iterable[RunRecord]) -> Grid:
@@ -90,7 +111,7 @@ def runs_grid(runs: Iterable[RunRecord]) -> Grid:
             _c(f"{fmt(s['model_f1'])} / {fmt(s['model_auroc'])}"
                if s["model_f1"] is not None or s["model_auroc"] is not None else "—"),
             _c(s["expert_f1"]),
-            _c(f"{fmt(s['speedup'])}×" if is_num(s["speedup"]) else "—"),
+            _c(f"{fmt(s['speedup'])}x" if is_num(s["speedup"]) else "—"),
             verdict_cell(s["verdict"]),
         ])
     return Grid(
@@ -98,147 +119,11 @@ def runs_grid(runs: Iterable[RunRecord]) -> Grid:
         ["Spec", "Run", "Spec hash", "Started", "Duration", "Git", "Status",
          "Model F1 / AUROC", "Expert F1", "Speedup (median)", "Verdict"],
         rows,
-        caption=f"{len(rows)} run(s), newest first",
+        caption=f"{len(rows)} run(s), newest first; metrics of each run's first evaluation stage",
     )
 
 
-# --------------------------------------------------------------------------- evaluation
-
-# (key, label, higher is better); value formatting adds intervals / chance where present
-METRIC_ROWS: list[tuple[str, str, bool]] = [
-    ("f1", "F1 (thresholded, pooled)", True),
-    ("precision", "Precision", True),
-    ("recall", "Recall", True),
-    ("f1_per_graph_mean", "F1 (mean per graph)", True),
-    ("map_f1", "F1 of MAP parent set", True),
-    ("posterior_weighted_f1", "Posterior-weighted F1", True),
-    ("auroc", "AUROC (pooled)", True),
-    ("auroc_per_graph_median", "AUROC per graph: median [IQR]", True),
-    ("auprc", "AUPRC (pooled)", True),
-    ("auprc_per_graph_median", "AUPRC per graph: median [IQR]", True),
-    ("skeleton_f1", "Skeleton F1", True),
-    ("shd_mean", "SHD (mean per graph)", False),
-    ("ece", "ECE (10 bins)", False),
-    ("brier", "Brier score", False),
-    ("loglik_mean", "Log-lik. of truth (mean per graph)", True),
-]
-
-
-def _metric_text(m: dict[str, Any], key: str) -> str:
-    v = m.get(key)
-    if v is None:
-        return "—"
-    text = fmt(v)
-    base = key.removesuffix("_median")
-    if key in ("f1", "auroc") and is_num(m.get(f"{key}_ci_low")):
-        text += f" [{fmt(m[f'{key}_ci_low'])}, {fmt(m[f'{key}_ci_high'])}]"
-    elif key.endswith("_median") and is_num(m.get(f"{base}_q25")):
-        text += f" [{fmt(m[f'{base}_q25'])}, {fmt(m[f'{base}_q75'])}]"
-    elif key == "auprc" and is_num(m.get("auprc_chance")):
-        text += f" (chance {fmt(m['auprc_chance'])})"
-    return text
-
-
-def evaluation_grid(evaluation: dict[str, Any]) -> Grid:
-    """Model vs expert, metric by metric; the last column is the accuracy drop 1 - model/expert
-    for scores (higher is better) and the difference model - expert for errors. The better value
-    has tone "good"; a model value worse than the expert's has tone "bad"."""
-    model = evaluation.get("model") or {}
-    expert = evaluation.get("expert") or {}
-    rows = []
-    for key, label, higher in METRIC_ROWS:
-        if key not in model and key not in expert:
-            continue
-        mv, ev = model.get(key), expert.get(key)
-        tone_m = tone_e = None
-        cmp = "—"
-        if is_num(mv) and is_num(ev):
-            better = mv >= ev if higher else mv <= ev
-            tone_m, tone_e = ("good", None) if better else ("bad", "good")
-            if higher and key != "loglik_mean":
-                drop = accuracy_drop(mv, ev)
-                cmp = f"drop {fmt(drop)}" if is_num(drop) else "—"
-            else:
-                cmp = f"Δ {'+' if mv - ev >= 0 else ''}{fmt(mv - ev)}"
-        rows.append([_c(label), (_metric_text(model, key), tone_m),
-                     (_metric_text(expert, key), tone_e), _c(cmp)])
-    n = evaluation.get("n_graphs", model.get("n_graphs"))
-    parts = [f"N = {fmt(n)} {evaluation.get('split', '')} graphs".replace("  ", " ")]
-    if "n_entries" in model:
-        parts.append(f"{fmt(model['n_entries'])} candidate entries")
-    parts.append(f"threshold {fmt(evaluation.get('threshold', model.get('threshold')))}")
-    nb = model.get("n_boot")
-    parts.append(f"[a, b] after F1/AUROC = bootstrap 95% over graphs ({fmt(nb)} resamples)"
-                 if nb else "[a, b] = interval")
-    return Grid("Model vs expert", ["Metric", "Model", "Expert", "Model vs expert"], rows,
-                caption="; ".join(parts))
-
-
-def timing_grid(evaluation: dict[str, Any]) -> Grid | None:
-    t = dict(evaluation.get("timing") or {})
-    if not t:
-        return None
-    if "speedup_median" not in t and t.get("expert_s") and t.get("model_s"):
-        t.update(timing_summary(t["expert_s"], t["model_s"]))
-    rows: list[list[Cell]] = []
-
-    def add(label: str, text: str, tone: str | None = None):
-        rows.append([_c(label), (text, tone)])
-
-    if "speedup_median" in t:
-        add("Speedup per graph: median [IQR]",
-            f"{fmt(t.get('speedup_median'))}× [{fmt(t.get('speedup_q25'))}, {fmt(t.get('speedup_q75'))}]")
-        add("Speedup: geometric mean [95% CI]",
-            f"{fmt(t.get('speedup_geomean'))}× [{fmt(t.get('speedup_geomean_ci_low'))}, "
-            f"{fmt(t.get('speedup_geomean_ci_high'))}]")
-        add("Speedup: mean / of totals",
-            f"{fmt(t.get('speedup_mean'))}× / {fmt(t.get('speedup_of_totals'))}×")
-        add("Speedup: min / max", f"{fmt(t.get('speedup_min'))}× / {fmt(t.get('speedup_max'))}×")
-        share = t.get("share_model_faster")
-        add("Share of graphs where the model is faster",
-            f"{fmt(100 * share, 3)}%" if is_num(share) else "—",
-            None if not is_num(share) else ("good" if share >= 0.9 else "bad"))
-    for key, label in (("expert_s_median", "Expert wall time per graph (median)"),
-                       ("model_s_median", "Model wall time per graph (median)"),
-                       ("expert_s_total", "Expert wall time (total)"),
-                       ("model_s_total", "Model wall time (total)"),
-                       ("expert_compile_s", "Expert one-off compile"),
-                       ("model_compile_s", "Model one-off compile")):
-        if key in t:
-            add(label, f"{fmt(t[key])} s")
-    n = t.get("n_timed", len(t.get("speedups") or t.get("model_s") or []))
-    return Grid("Timing", ["Quantity", "Value"], rows,
-                caption=f"N = {fmt(n)} timed graphs; speedup = expert time / model time, "
-                        "same graphs, same machine, compile time excluded")
-
-
-# --------------------------------------------------------------------------- gates, provenance
-
-
-def gates_grid(gates: dict[str, Any]) -> Grid:
-    rows = []
-    for g in gates.get("gates") or []:
-        passed = g.get("passed")
-        ev = g.get("evidence")
-        if ev is not None and not isinstance(ev, str):
-            ev = json.dumps(ev, default=str, separators=(", ", ": "))
-        rows.append([
-            _c(g.get("name", "—")),
-            _c(g.get("kind", "—")),
-            _c(g.get("value")),
-            _c(f"{g.get('op', '')} {_threshold(g.get('threshold'))}".strip()),
-            ("PASS", "good") if passed is True else ("FAIL", "bad") if passed is False else _c("—"),
-            _c(ev or "—"),
-        ])
-    v = gates.get("verdict")
-    return Grid(f"Gates: {v or 'no verdict'}", ["Gate", "Kind", "Value", "Condition", "Result",
-                                                "Evidence"], rows,
-                caption=f"{sum(r[4][0] == 'PASS' for r in rows)}/{len(rows)} gates passed")
-
-
-def _threshold(t: Any) -> str:
-    """A gate's bound, or its [min, max] interval."""
-    return f"[{fmt(t[0])}, {fmt(t[1])}]" if isinstance(t, list) and len(t) == 2 else fmt(t)
+# --------------------------------------------------------------------------- provenance, training
 
 
 def provenance_grid(run: RunRecord) -> Grid:
@@ -275,6 +160,8 @@ def provenance_grid(run: RunRecord) -> Grid:
 
 
 def training_grid(metrics: list[dict[str, Any]]) -> Grid | None:
+    """From ``metrics.jsonl``: each line covers one logging interval (``time_s`` is that
+    interval's wall time; ``loss_mean`` its mean loss, ``loss`` only its last batch's)."""
     if not metrics:
         return None
     rows: list[list[Cell]] = []
@@ -283,19 +170,42 @@ def training_grid(metrics: list[dict[str, Any]]) -> Grid | None:
     def col(key: str) -> list[float]:
         return [m[key] for m in metrics if is_num(m.get(key))]
 
-    loss, val = col("loss"), col("val_loss")
+    key = "loss_mean" if col("loss_mean") else "loss"
+    loss, val = col(key), col("val_loss")
     rows.append([_c("Steps logged / last step"), _c(f"{len(metrics)} / {fmt(last.get('step'))}")])
     if loss:
-        rows.append([_c("Loss: first → last (min)"),
+        label = "Loss (mean over each interval)" if key == "loss_mean" else "Loss (last batch)"
+        rows.append([_c(f"{label}: first → last (min)"),
                      _c(f"{fmt(loss[0])} → {fmt(loss[-1])} ({fmt(min(loss))})")])
     if val:
         rows.append([_c("Validation loss: last (min)"), _c(f"{fmt(val[-1])} ({fmt(min(val))})")])
+        warning = overfitting(metrics, key)
+        if warning:
+            rows.append([_c("Warning"), (warning, "bad")])
     eps = col("examples_per_s")
-    if eps:
-        rows.append([_c("Examples / s (mean)"), _c(sum(eps) / len(eps))])
-    if is_num(last.get("time_s")):
-        rows.append([_c("Training time"), _c(fmt_duration(last["time_s"]))])
+    if len(eps) > 1:  # the first interval includes compiling the step
+        rows.append([_c("Examples / s (mean, first interval apart: it compiles)"),
+                     _c(sum(eps[1:]) / len(eps[1:]))])
+    elif eps:
+        rows.append([_c("Examples / s (one interval, compile included)"), _c(eps[0])])
+    times = col("time_s")
+    if times:
+        rows.append([_c("Training time (all logged intervals)"), _c(fmt_duration(sum(times)))])
     lr = col("lr")
     if lr:
         rows.append([_c("Learning rate: last"), _c(lr[-1])])
     return Grid("Training", ["Quantity", "Value"], rows)
+
+
+def overfitting(metrics: list[dict[str, Any]], key: str = "loss_mean") -> str | None:
+    """A warning when validation loss rose (by 5% or more) from its best while training loss fell."""
+    pts = [(m["step"], m["val_loss"], m.get(key)) for m in metrics
+           if is_num(m.get("val_loss")) and is_num(m.get("step"))]
+    if len(pts) < 2:
+        return None
+    best = min(pts, key=lambda p: p[1])
+    step, val, train = pts[-1]
+    if val <= best[1] * 1.05 or not (is_num(train) and is_num(best[2]) and train < best[2]):
+        return None
+    return (f"validation loss rose {fmt(best[1])} → {fmt(val)} (steps {best[0]} → {step}) while "
+            f"training loss fell {fmt(best[2])} → {fmt(train)}: the model is overfitting")

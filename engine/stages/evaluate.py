@@ -42,7 +42,10 @@ def _inputs(ctx: StageContext, st) -> StageInputs:
         traj = ctx.dir(f"expert.{st.name}").read_arrays("trajectories.npz")
         ids = np.arange(len(graphs["target"]))
     sets = traj["sets"] if traj["sets"].ndim == 3 else np.broadcast_to(traj["sets"], (len(graphs["target"]),) + traj["sets"].shape)
+    # The expert's whole run per graph, its worker's one-off compile apart.
     run_seconds = traj["run_seconds"] if "run_seconds" in traj else np.full(len(graphs["target"]), np.nan)
+    if "compile_seconds" in traj:
+        run_seconds = run_seconds - np.nan_to_num(traj["compile_seconds"])
     return StageInputs(
         obs=graphs["obs"][ids], rows_values=traj["rows_values"][ids], rows_mask=traj["rows_mask"][ids],
         rows_valid=traj["rows_valid"][ids], var_mask=graphs["var_mask"][ids].astype(bool),
