@@ -18,7 +18,7 @@ from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
 from engine.train.cost import step_seconds
 
-ENGINE_VERSION = "0.9.0"  # bump when stored artifacts change (format, or the data a seed gives)
+ENGINE_VERSION = "0.10.0"  # bump when stored artifacts change (format, or the data a seed gives)
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
 # Bump a model kind's entry when its parameters or input features change: only the train
 # stages of that kind are then recomputed (a cached model of the old layout would not load).

@@ -72,3 +72,93 @@ def test_gather_builds_the_prefix_the_expert_had_seen():
         np.testing.assert_array_equal(np.asarray(batch.expert[j]), traj["marginals"][g, k])
         np.testing.assert_array_equal(np.asarray(batch.x[j, :n_obs, :, 1]), 0)
         np.testing.assert_array_equal(np.asarray(batch.x[j, n_obs:, :, 1]), traj["rows_mask"][g])
+
+
+def test_trial_steps_schedule():
+    from engine.data.demos import trial_steps
+
+    assert trial_steps(10, 10) == list(range(1, 11))  # one per trial
+    assert trial_steps(10, 1) == [10]  # the final demonstration
+    few = trial_steps(10, 4)
+    assert few[-1] == 10 and len(set(few)) == 4 and min(few) >= 1
+    assert trial_steps(3, 4) == [0, 1, 2, 3]  # D_I alone before any repeat
+    assert trial_steps(3, 6) == [0, 1, 2, 2, 3, 3]  # then the remainder spread over 1..T
+
+
+@pytest.fixture(scope="module")
+def expert_run(tmp_path_factory):
+    """A real (tiny) PARENT_SCALE run with trials on two graphs, merged as the expert stage does."""
+    import jax
+    import jax.numpy as jnp
+
+    from engine.expert.runner import merge_artifacts, run_graphs
+    from engine.expert.toy import make_dataset, random_linear_scm
+    from engine.spec.expert import ParentScaleExpert
+
+    rng = np.random.default_rng(1)
+    scms = [random_linear_scm(rng, 4, d_pad=5) for _ in range(2)]  # one padded variable
+    datas = [make_dataset(s, jax.random.PRNGKey(i), n_obs=50) for i, s in enumerate(scms)]
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    spec = ParentScaleExpert(kind="parent_scale", prior={"kind": "uniform", "max_parents": 2}, n_trials=3,
+                             outcome_samples=50, n_anchors=16, opt_steps=4)
+    paths = run_graphs(spec.build(), jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path_factory.mktemp("expert"))
+    traj = merge_artifacts(paths)
+    d = traj["rows_values"].shape[-1]
+    adjacency = np.stack([np.asarray(s.adjacency) != 0 for s in scms])
+    target = np.asarray([int(s.target) for s in scms])
+    data = {
+        "obs": np.stack([np.asarray(x.obs) for x in datas]),
+        "var_mask": np.stack([np.asarray(s.var_mask, bool) for s in scms]),
+        "target": target,
+        "parents": adjacency[np.arange(2), :, target],
+        "adjacency": adjacency,
+    }
+    assert data["obs"].shape[-1] == d
+    return data, traj, 3
+
+
+def test_demonstrations_are_the_experts_own_interventions(expert_run):
+    data, traj, T = expert_run
+    demos = build_split(np.arange(2), data, traj, demos_per_graph=T)
+    batch = gather(demos, np.arange(demos.n_demos))
+    n_obs = data["obs"].shape[1]
+    assert demos.n_demos == 2 * T
+    for j in range(demos.n_demos):
+        g = int(demos.demo_graph[j])
+        k = j % T + 1  # the k-th demonstration of graph g
+        n_init = int(traj["n_init"][g])
+        used = np.asarray(batch.row_mask[j, n_obs:])
+        rows = np.asarray(batch.x[j, n_obs:])[used]  # [rows, d, 2]: value, indicator
+        init_valid = traj["rows_valid"][g, :n_init]
+        # D_I, then exactly the first k interventions the expert chose
+        assert len(rows) == init_valid.sum() + k
+        np.testing.assert_array_equal(rows[: init_valid.sum(), :, 0], traj["rows_values"][g, :n_init][init_valid])
+        np.testing.assert_array_equal(rows[: init_valid.sum(), :, 1], traj["rows_mask"][g, :n_init][init_valid])
+        chosen = rows[init_valid.sum():]
+        tv, tx = traj["trial_var"][g, :k], traj["trial_value"][g, :k]
+        np.testing.assert_array_equal(chosen[:, :, 1], np.eye(chosen.shape[1])[tv])
+        np.testing.assert_allclose(chosen[np.arange(k), tv, 0], tx, atol=1e-6)
+        # labelled with the expert's posterior after its k-th intervention
+        np.testing.assert_array_equal(np.asarray(batch.expert[j]), traj["marginals"][g, n_init + k])
+    # one demonstration per graph is the final one
+    last = build_split(np.arange(2), data, traj, demos_per_graph=1)
+    np.testing.assert_array_equal(np.asarray(last.demo_k), traj["n_init"] + T)
+    np.testing.assert_array_equal(np.asarray(last.expert), traj["marginals"][:, -1])
+    # more than T: D_I alone first (the posterior before any trial)
+    more = build_split(np.arange(2), data, traj, demos_per_graph=T + 1)
+    np.testing.assert_array_equal(np.asarray(more.demo_k[:: T + 1]), traj["n_init"])
+
+
+def test_expert_artifacts_carry_run_seconds(expert_run):
+    _, traj, _ = expert_run
+    assert traj["run_seconds"].shape == (2,) and np.all(traj["run_seconds"] > 0)
+    assert np.all((traj["compile_seconds"] >= 0) & (traj["compile_seconds"] <= traj["run_seconds"]))
+
+
+def test_without_trials_snapshots_stay_spread_over_rows():
+    data, traj = _fake()
+    traj = dict(traj, n_init=np.full(20, traj["rows_valid"].shape[1]))  # a posterior-only expert
+    with_n = build_split(np.arange(20), data, traj, demos_per_graph=3)
+    without = build_split(np.arange(20), data, {k: v for k, v in traj.items() if k != "n_init"}, demos_per_graph=3)
+    np.testing.assert_array_equal(np.asarray(with_n.demo_k), np.asarray(without.demo_k))
+    assert sorted(set(np.asarray(without.demo_k).tolist())) == [2, 3, 5]  # 5 valid rows: 2, 3, 5 of them

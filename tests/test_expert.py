@@ -183,6 +183,46 @@ def test_run_graphs_writes_checksummed_artifacts_and_resumes(tmp_path):
     np.testing.assert_allclose(np.asarray(load_trajectory(paths[1]).marginals), np.asarray(again.marginals), atol=1e-6)
 
 
+def test_artifacts_carry_run_seconds_under_the_checksum(tmp_path):
+    from engine.expert.runner import FIELDS, _digest, load_artifact, merge_artifacts, run_graphs
+
+    rng = np.random.default_rng(2)
+    scms = [random_linear_scm(rng, 4) for _ in range(3)]
+    datas = [make_dataset(s, jax.random.PRNGKey(i), n_obs=50) for i, s in enumerate(scms)]
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    paths = run_graphs(spec().build(), jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path)
+    merged = merge_artifacts(paths)
+    # posterior-only: one vmapped chunk, its time shared evenly
+    assert merged["run_seconds"].shape == (3,) and np.all(merged["run_seconds"] > 0)
+    assert np.ptp(merged["run_seconds"]) == 0
+    # the checksum covers the times: a changed time is a damaged file
+    with np.load(paths[0]) as z:
+        arrays = {k: z[k] for k in z.files if k != "__sha256__"}
+    np.savez(paths[0], __sha256__=np.asarray("0" * 64), **dict(arrays, run_seconds=np.asarray(1.0)))
+    assert load_artifact(paths[0]) is None
+    # a file written before the times existed still loads (NaN times), so a resume keeps it
+    old = {f: arrays[f] for f in FIELDS}
+    with open(paths[0], "wb") as fh:
+        np.savez(fh, __sha256__=np.asarray(_digest(old)), **old)
+    traj, extra = load_artifact(paths[0])
+    assert np.isnan(extra["run_seconds"]) and np.isnan(extra["compile_seconds"])
+
+
+def test_doubly_robust_posterior_only_runs_graph_by_graph(tmp_path):
+    from engine.expert.runner import merge_artifacts, run_graphs
+
+    rng = np.random.default_rng(3)
+    scms = [random_linear_scm(rng, 4) for _ in range(2)]
+    datas = [make_dataset(s, jax.random.PRNGKey(i), n_obs=50) for i, s in enumerate(scms)]
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    expert = spec(prior={"kind": "doubly_robust", "n_bootstrap": 2, "hidden": 16, "layers": 1, "max_epochs": 10}).build()
+    merged = merge_artifacts(run_graphs(expert, jax.random.PRNGKey(0), stack(scms), stack(datas), tmp_path))
+    assert np.all(merged["run_seconds"] > 0) and merged["run_seconds"][0] != merged["run_seconds"][1]  # timed apart
+    for g in range(2):
+        one = expert.posterior(jax.random.fold_in(jax.random.PRNGKey(0), g), scms[g].var_mask, scms[g].target, datas[g])
+        np.testing.assert_allclose(merged["marginals"][g], np.asarray(one.marginals), atol=1e-6)
+
+
 def _affinity(_):
     import os
     import time

@@ -2,6 +2,7 @@
 
 A demonstration is (observational rows, the first k interventional rows an expert consumed with
 their indicators, the expert's parent marginals after those k updates, the target, the graph).
+For an expert that ran trials those are D_I and its first interventions (see `build_split`).
 Graph-level arrays are stored once and demonstrations index them, so 10 snapshots of a
 trajectory cost 10 integers, not 10 datasets.
 """
@@ -105,6 +106,18 @@ def snapshot_steps(n_valid: int, count: int) -> list[int]:
     return [max(1, int(round(p))) for p in points]
 
 
+def trial_steps(n_trials: int, count: int) -> list[int]:
+    """`count` numbers of the expert's trials k (0..n_trials) to demonstrate, ascending.
+
+    count <= n_trials: spread over 1..n_trials, always including n_trials (count = n_trials is
+    every trial, count = 1 the last). Beyond that, every k = 0..n_trials (0: D_I alone, the
+    posterior before the first trial) once per full round of n_trials + 1, and the remainder
+    spread over 1..n_trials as above: rounds repeat only once every step is in.
+    """
+    rounds, rest = divmod(count, n_trials + 1)
+    return sorted(list(range(n_trials + 1)) * rounds + (snapshot_steps(n_trials, rest) if rest else []))
+
+
 def split_graphs(n_graphs: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Disjoint graph indices per split, by a seeded permutation (never by row or demo)."""
     order = np.random.default_rng(seed).permutation(n_graphs)
@@ -126,15 +139,29 @@ def build_split(
 
     data: obs [G, n_obs, d], var_mask [G, d], target [G], parents [G, d] (all graphs),
     adjacency [G, d, d] (the true graphs);
-    trajectory: rows_values, rows_mask [G, K, d], rows_valid [G, K], marginals [G, K+1, d].
+    trajectory: rows_values, rows_mask [G, K, d], rows_valid [G, K], marginals [G, K+1, d], and
+    for an expert that ran trials n_init [G] (rows of D_I; rows n_init.. are its trials, in order).
+
+    With trials, the demonstrations are the expert's own steps: demonstration k holds D_I and
+    the first k interventions the expert chose, labelled with its posterior after the k-th
+    (marginals[n_init + k]); which k by `trial_steps` (demos_per_graph = T: every trial; 1: the
+    last; more than T: D_I alone too, k = 0). Without trials (n_trials = 0, or a trajectory with
+    no n_init such as `engine.data.online.truth_trajectory`), `demos_per_graph` snapshots spread
+    over the valid rows (`snapshot_steps`).
     """
     demo_graph, demo_k, expert = [], [], []
+    n_rows = trajectory["rows_valid"].shape[1]
     for local, g in enumerate(graphs):
-        n_valid = int(trajectory["rows_valid"][g].sum())
-        valid_positions = np.flatnonzero(trajectory["rows_valid"][g])
-        for steps in snapshot_steps(n_valid, demos_per_graph):
-            # `steps` valid rows consumed: the row prefix up to the steps-th valid row.
-            k = int(valid_positions[steps - 1]) + 1 if steps > 0 else 0
+        n_init = int(trajectory["n_init"][g]) if "n_init" in trajectory else n_rows
+        trials = np.flatnonzero(trajectory["rows_valid"][g, n_init:])  # the trials' rows, in order
+        if len(trials) > 0:
+            ks = [n_init + (int(trials[k - 1]) + 1 if k > 0 else 0) for k in trial_steps(len(trials), demos_per_graph)]
+        else:
+            n_valid = int(trajectory["rows_valid"][g].sum())
+            valid_positions = np.flatnonzero(trajectory["rows_valid"][g])
+            # `steps` valid rows consumed: the row prefix up to the steps-th valid row
+            ks = [int(valid_positions[s - 1]) + 1 if s > 0 else 0 for s in snapshot_steps(n_valid, demos_per_graph)]
+        for k in ks:
             demo_graph.append(local)
             demo_k.append(k)
             expert.append(trajectory["marginals"][g, k])

@@ -20,8 +20,10 @@ RELATIVE = ("drop", "ratio", "difference")
 def resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     """[1 + n_boot, n] graph multiplicities; row 0 is the full sample."""
     rng = np.random.default_rng(seed)
-    boot = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]) if n else np.zeros((n_boot, 0))
-    return np.concatenate([np.ones((1, n)), boot.astype(np.float64)])
+    boot = np.zeros((n_boot, n))
+    for b in range(n_boot if n else 0):
+        boot[b] = np.bincount(rng.integers(0, n, n), minlength=n)
+    return np.concatenate([np.ones((1, n)), boot])
 
 
 def _aggregate(values: np.ndarray, w: np.ndarray, aggregate: str, q: float, above: float | None):

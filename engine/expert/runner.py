@@ -3,16 +3,19 @@
 `run_graphs(expert, key, scms, datas, out_dir)` writes `graph_{g:06d}.npz` for every graph g
 (the Trajectory's fields plus a sha256 of their bytes), through a temporary name and
 `os.replace`, and skips graphs whose file exists with a valid checksum, so an interrupted run
-resumes where it stopped. Graph g's key is `fold_in(key, g)`: results do not depend on which
-graphs were already done or on how the work was split. Posterior-only experts (n_trials = 0)
-run in vmapped chunks; loop experts run graph by graph, in `workers` processes if asked (each
-pinned to a core of its own).
+resumes where it stopped. Beside the trajectory each file holds the graph's `run_seconds` (wall
+seconds of its `expert.run` in the worker) and the XLA `compile_seconds` inside that call (a
+worker compiles on its first graphs), both under the checksum. Graph g's key is
+`fold_in(key, g)`: results do not depend on which graphs were already done or on how the work
+was split. Posterior-only experts (n_trials = 0) with a static prior run in vmapped chunks;
+the others graph by graph, in `workers` processes if asked (each pinned to a core of its own).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -35,24 +38,67 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_trajectory(traj: Trajectory, path: Path) -> None:
-    """Atomic write of one trajectory with its checksum."""
+TIMES = ("run_seconds", "compile_seconds")  # per-graph scalars stored beside the trajectory
+
+
+def save_trajectory(traj: Trajectory, path: Path, **extra) -> None:
+    """Atomic write of one trajectory (and `extra` arrays, e.g. TIMES) with their checksum."""
     arrays = {f: np.asarray(getattr(traj, f)) for f in FIELDS}
+    arrays.update({k: np.asarray(v) for k, v in extra.items()})
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         np.savez(fh, __sha256__=np.asarray(_digest(arrays)), **arrays)
     os.replace(tmp, path)
 
 
-def load_trajectory(path: Path) -> Trajectory | None:
-    """The trajectory in `path`, or None if missing, unreadable or failing its checksum."""
+def load_artifact(path: Path) -> tuple[Trajectory, dict[str, np.ndarray]] | None:
+    """(trajectory, extra arrays) in `path`, or None if missing, unreadable or failing its
+    checksum. Files written before TIMES existed load with NaN times (their checksum covers
+    what they hold), so a resumed run keeps them."""
     try:
         with np.load(path) as z:
-            arrays = {f: z[f] for f in FIELDS}
-            ok = str(z["__sha256__"]) == _digest(arrays)
+            arrays = {k: z[k] for k in z.files if k != "__sha256__"}
+            ok = str(z["__sha256__"]) == _digest(arrays) and all(f in arrays for f in FIELDS)
     except Exception:  # noqa: BLE001 - any damage means "recompute"
         return None
-    return Trajectory(**{k: jnp.asarray(v) for k, v in arrays.items()}) if ok else None
+    if not ok:
+        return None
+    extra = {k: v for k, v in arrays.items() if k not in FIELDS}
+    for k in TIMES:
+        extra.setdefault(k, np.asarray(np.nan))
+    return Trajectory(**{k: jnp.asarray(arrays[k]) for k in FIELDS}), extra
+
+
+def load_trajectory(path: Path) -> Trajectory | None:
+    """The trajectory in `path`, or None if missing, unreadable or failing its checksum."""
+    art = load_artifact(path)
+    return None if art is None else art[0]
+
+
+def merge_artifacts(paths: list[Path]) -> dict[str, np.ndarray]:
+    """The per-graph files as one dict of arrays with a leading graph axis (TIMES as [G])."""
+    artifacts = [load_artifact(p) for p in paths]
+    bad = [str(p) for p, a in zip(paths, artifacts) if a is None]
+    if bad:
+        raise ValueError(f"expert artifacts missing or damaged: {bad[:3]}")
+    merged = {f: np.stack([np.asarray(getattr(t, f)) for t, _ in artifacts]) for f in FIELDS}
+    for k in TIMES:
+        merged[k] = np.asarray([float(extra[k]) for _, extra in artifacts], np.float64)
+    return merged
+
+
+_COMPILE = [0.0]  # XLA compile seconds seen by this process (jax.monitoring)
+
+
+def _on_event(name: str, secs: float, **_) -> None:
+    if name.startswith("/jax/core/compile/"):
+        _COMPILE[0] += secs
+
+
+def _watch_compiles() -> None:
+    if not getattr(_watch_compiles, "done", False):
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _watch_compiles.done = True
 
 
 def _graph_path(out_dir: Path, g: int) -> Path:
@@ -61,8 +107,12 @@ def _graph_path(out_dir: Path, g: int) -> Path:
 
 def _worker(args):
     spec, key, scm, data, path = args
-    traj = spec.build().run(key, scm, data)
-    save_trajectory(traj, Path(path))
+    _watch_compiles()
+    expert = spec.build()
+    c0, t0 = _COMPILE[0], time.perf_counter()
+    traj = jax.block_until_ready(expert.run(key, scm, data))
+    seconds = time.perf_counter() - t0
+    save_trajectory(traj, Path(path), run_seconds=seconds, compile_seconds=_COMPILE[0] - c0)
     return str(path)
 
 
@@ -121,13 +171,21 @@ def run_graphs(
     keys = [jax.random.fold_in(key, g) for g in range(n)]
     spec = expert.spec
 
-    if getattr(spec, "n_trials", 0) == 0 and spec.kind == "parent_scale":
+    # Vmapped chunks suit the static priors; a data-dependent (doubly-robust) prior trains its
+    # nets until the slowest graph's stops, 2.3x the core-s of one graph at a time (3-8 nodes).
+    static_prior = getattr(getattr(spec, "prior", None), "kind", None) != "doubly_robust"
+    if getattr(spec, "n_trials", 0) == 0 and spec.kind == "parent_scale" and static_prior:
+        _watch_compiles()
         for start in range(0, len(todo), chunk):
             gs = np.asarray(todo[start : start + chunk])
             sub = lambda t: jax.tree.map(lambda a: a[gs], t)  # noqa: E731
-            batch = expert._posterior_many(jnp.stack([keys[g] for g in gs]), scms.var_mask[gs], scms.target[gs], sub(datas))
+            c0, t0 = _COMPILE[0], time.perf_counter()
+            batch = jax.block_until_ready(
+                expert._posterior_many(jnp.stack([keys[g] for g in gs]), scms.var_mask[gs], scms.target[gs], sub(datas)))
+            # one vmapped call for the chunk: no per-graph time exists, each graph gets an even share
+            seconds, compile_s = (time.perf_counter() - t0) / len(gs), (_COMPILE[0] - c0) / len(gs)
             for i, g in enumerate(gs):
-                save_trajectory(index_graph(batch, i), paths[g])
+                save_trajectory(index_graph(batch, i), paths[g], run_seconds=seconds, compile_seconds=compile_s)
                 done += 1
                 if progress:
                     progress(done, n)

@@ -2,7 +2,9 @@
 
 The expert writes one checksummed artifact per graph into the stage's work directory
 (`engine.expert.runner.run_graphs`), so an interrupted stage resumes at the first graph not yet
-on disk; the stage then merges them into one file.
+on disk; the stage then merges them into one file, with each graph's `run_seconds` (wall
+seconds of its expert run) and `compile_seconds` (the XLA compile inside it) [G] beside the
+trajectories' fields.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from engine.expert.runner import load_trajectory, run_graphs
+from engine.expert.runner import merge_artifacts, run_graphs
 from engine.plan import stage_graphs
 from engine.registry import arrays_to_bytes, write_atomic
 from engine.stages import simulate
@@ -49,15 +51,14 @@ def run(ctx: StageContext, name: str = "expert", stage=None) -> dict:
         progress=lambda done, total: ctx.progress.advance(done, f"{done}/{total} graphs"),
         workers=min(os.cpu_count() or 1, 8),
     )
-    trajectories = [load_trajectory(p) for p in paths]
-    merged = {
-        f: np.stack([np.asarray(getattr(t, f)) for t in trajectories])
-        for f in trajectories[0].__dataclass_fields__
-    }
+    merged = merge_artifacts(paths)
     write_atomic(work / "trajectories.npz", arrays_to_bytes(merged))
     meta = {
         "seconds": time.perf_counter() - started,
         "rows_per_graph": float(merged["rows_valid"].sum(1).mean()),
+        # None if every file predates the timing (a run resumed from an older acbo's files)
+        "run_seconds_per_graph": (float(np.nanmean(merged["run_seconds"]))
+                                  if np.isfinite(merged["run_seconds"]).any() else None),
     }
     out.commit(["trajectories.npz"], meta)
     return meta
