@@ -104,8 +104,8 @@ def main() -> None:
     expert = ex.build()
     keys = [jax.random.fold_in(jax.random.PRNGKey(1), g) for g in range(args.graphs)]
 
-    # graph 0 first as a warm-up (compiles; its core-s include the compile), then every graph
-    # timed warm: compile seconds in core-s are not the event durations, which are wall seconds
+    # graph 0 once untimed first: it compiles, and the compile is reported apart in core-s (the
+    # compile events' durations are wall seconds, inflated on a shared machine)
     prior_s, prior_compile = [], 0.0
     if not args.skip_prior and ex.prior.kind == "doubly_robust":
         fn = jax.jit(lambda k, o, m, t: compute_prior(ex, k, o, m, t))
@@ -144,7 +144,7 @@ def main() -> None:
     if prior_s:
         pr = np.asarray(prior_s)
         print(f"prior:     {pr[:, 0].mean():.2f} core-s/graph (median {np.median(pr[:, 0]):.2f}, max {pr[:, 0].max():.2f}); "
-              f"first call {prior_compile:.1f} core-s (compile)")
+              f"first call {prior_compile:.1f} core-s (compile included)")
         print(f"trials:    {total - pr[:, 0].mean():.2f} core-s/graph (whole run minus prior: D_I posterior, set GPs, "
               f"{ex.n_trials} trials)")
     proj = run_compile + args.project * total / args.workers

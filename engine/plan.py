@@ -196,7 +196,9 @@ def expert_graph_seconds(expert, n_obs: int, d: int) -> float:
     return seconds + 0.05 * getattr(expert, "n_trials", 0)
 
 
-_BASELINE_PER_D2 = {"pc": 1e-3, "ges": 5e-3, "random": 0.0}  # s / d^2, benchmarks/baselines.py
+# seconds per graph / d^3 at 1000 rows (benchmarks/baselines.py: PC 0.05 s at 10 nodes, 1.8 s at
+# 50; GES 0.13 s at 10, 3 s at 30, from 9 s to over 3 minutes at 50)
+_BASELINE_PER_D3 = {"pc": 1.5e-5, "ges": 1e-4, "random": 0.0}
 
 
 def _evaluation_estimates(spec) -> dict[str, float]:
@@ -215,10 +217,13 @@ def _evaluation_estimates(spec) -> dict[str, float]:
             n = split_counts(spec.data.n_graphs, spec.data.split.model_dump())["heldout"]
         else:
             est[f"simulate.{st.name}"] = 2.0 + 2e-8 * n * (scm.n_obs + scm.n_int) * d * d
-            est[f"expert.{st.name}"] = 20.0 + n * expert_graph_seconds(st.expert, scm.n_obs, d) / workers
-        prior_s = expert_graph_seconds(st.expert.model_copy(update={"n_trials": 0})
-                                       if hasattr(st.expert, "n_trials") else st.expert, scm.n_obs, d)
-        evaluate += 5.0 + n * sum(_BASELINE_PER_D2.get(b, 0.0) * d * d for b in st.baselines)
+        prior_only = (st.expert.model_copy(update={"n_trials": 0}) if hasattr(st.expert, "n_trials")
+                      else st.expert)
+        if not own_split(spec, st):
+            runs = prior_only if st.observational else st.expert  # observational: no trials
+            est[f"expert.{st.name}"] = 20.0 + n * expert_graph_seconds(runs, scm.n_obs, d) / workers
+        prior_s = expert_graph_seconds(prior_only, scm.n_obs, d)
+        evaluate += 5.0 + n * sum(_BASELINE_PER_D3.get(b, 0.0) * d ** 3 for b in st.baselines)
         evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
     est["evaluate"] = evaluate
     return est
