@@ -52,18 +52,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.compiles import compile_seconds  # noqa: E402
 from engine.expert.toy import make_dataset, random_linear_scm  # noqa: E402
 from engine.spec.expert import DoublyRobustPrior, OracleExpert, ParentScaleExpert, RandomExpert
 
-_COMPILE = [0.0]
-
-
-def _on_event(name: str, secs: float, **_) -> None:
-    if name.startswith("/jax/core/compile/"):
-        _COMPILE[0] += secs
-
-
-jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 
 def graphs(d: int, n: int, seed: int):
@@ -100,9 +92,9 @@ def prior_time(d: int, mode: str, n_boot: int, net_batch: int | None = None) -> 
 
 def timed(fn):
     """(result, wall seconds, compile seconds inside)."""
-    c0, t = _COMPILE[0], time.perf_counter()
+    c0, t = compile_seconds(), time.perf_counter()
     out = jax.block_until_ready(fn())
-    return out, time.perf_counter() - t, _COMPILE[0] - c0
+    return out, time.perf_counter() - t, compile_seconds() - c0
 
 
 def exact_best(scm, traj) -> np.ndarray:

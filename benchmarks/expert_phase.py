@@ -32,20 +32,12 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.compiles import compile_seconds  # noqa: E402
 from engine.expert.loop import index_graph  # noqa: E402
 from engine.expert.parent_scale import compute_prior  # noqa: E402
 from engine.scm import simulate  # noqa: E402
 from engine.spec.loader import load  # noqa: E402
 
-_COMPILE = [0.0]
-
-
-def _on_event(name: str, secs: float, **_) -> None:
-    if name.startswith("/jax/core/compile/"):
-        _COMPILE[0] += secs
-
-
-jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 
 def _clock():
@@ -125,13 +117,13 @@ def main() -> None:
     first = _since(t0)[0]
     run_s = []
     for g in range(args.graphs):
-        c0 = _COMPILE[0]
+        c0 = compile_seconds()
         t0 = _clock()
         tr = jax.block_until_ready(expert.run(keys[g], index_graph(scms, g), index_graph(datas, g)))
         cpu, wall = _since(t0)
         run_s.append((cpu, wall))
         alive = int((np.asarray(tr.set_probs)[-1] > 0).sum())
-        comp = _COMPILE[0] - c0
+        comp = compile_seconds() - c0
         print(f"  run    graph {g} (d={nodes[g]}): {cpu:6.2f} core-s {wall:6.2f} wall-s, {alive} sets alive at the end"
               + (f" (compiled {comp:.1f} s: a new shape)" if comp > 0.05 else ""))
     run_compile = max(first - run_s[0][0], 0.0)  # the warm-up's extra core-s: compile and tracing

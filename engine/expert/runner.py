@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from engine.compiles import compile_seconds
 from engine.expert.loop import index_graph
 from engine.expert.types import Trajectory
 
@@ -87,32 +88,17 @@ def merge_artifacts(paths: list[Path]) -> dict[str, np.ndarray]:
     return merged
 
 
-_COMPILE = [0.0]  # XLA compile seconds seen by this process (jax.monitoring)
-
-
-def _on_event(name: str, secs: float, **_) -> None:
-    if name.startswith("/jax/core/compile/"):
-        _COMPILE[0] += secs
-
-
-def _watch_compiles() -> None:
-    if not getattr(_watch_compiles, "done", False):
-        jax.monitoring.register_event_duration_secs_listener(_on_event)
-        _watch_compiles.done = True
-
-
 def _graph_path(out_dir: Path, g: int) -> Path:
     return out_dir / f"graph_{g:06d}.npz"
 
 
 def _worker(args):
     spec, key, scm, data, path = args
-    _watch_compiles()
     expert = spec.build()
-    c0, t0 = _COMPILE[0], time.perf_counter()
+    c0, t0 = compile_seconds(), time.perf_counter()
     traj = jax.block_until_ready(expert.run(key, scm, data))
     seconds = time.perf_counter() - t0
-    save_trajectory(traj, Path(path), run_seconds=seconds, compile_seconds=_COMPILE[0] - c0)
+    save_trajectory(traj, Path(path), run_seconds=seconds, compile_seconds=compile_seconds() - c0)
     return str(path)
 
 
@@ -175,15 +161,14 @@ def run_graphs(
     # nets until the slowest graph's stops, 2.3x the core-s of one graph at a time (3-8 nodes).
     static_prior = getattr(getattr(spec, "prior", None), "kind", None) != "doubly_robust"
     if getattr(spec, "n_trials", 0) == 0 and spec.kind == "parent_scale" and static_prior:
-        _watch_compiles()
         for start in range(0, len(todo), chunk):
             gs = np.asarray(todo[start : start + chunk])
             sub = lambda t: jax.tree.map(lambda a: a[gs], t)  # noqa: E731
-            c0, t0 = _COMPILE[0], time.perf_counter()
+            c0, t0 = compile_seconds(), time.perf_counter()
             batch = jax.block_until_ready(
                 expert._posterior_many(jnp.stack([keys[g] for g in gs]), scms.var_mask[gs], scms.target[gs], sub(datas)))
             # one vmapped call for the chunk: no per-graph time exists, each graph gets an even share
-            seconds, compile_s = (time.perf_counter() - t0) / len(gs), (_COMPILE[0] - c0) / len(gs)
+            seconds, compile_s = (time.perf_counter() - t0) / len(gs), (compile_seconds() - c0) / len(gs)
             for i, g in enumerate(gs):
                 save_trajectory(index_graph(batch, i), paths[g], run_seconds=seconds, compile_seconds=compile_s)
                 done += 1
