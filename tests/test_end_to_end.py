@@ -61,7 +61,8 @@ def test_report_writes_markdown_and_html(applied, tmp_path):
 def test_corrupted_artifact_is_named_and_recomputed_with_force(applied, tmp_path):
     root = tmp_path / "reg"
     shutil.copytree(applied, root)
-    demos = next((root / "_stages" / "demonstrations").glob("*/train.npz"))
+    lock = json.loads((_runs(root)[-1] / "lock.json").read_text())  # smoke's own stage, not another spec's
+    demos = root / "_stages" / "demonstrations" / lock["stage_hashes"]["demonstrations"] / "train.npz"
     demos.write_bytes(demos.read_bytes()[:-10] + b"corrupted!")
     bad = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root)])
     assert bad.exit_code == 2
