@@ -204,22 +204,17 @@ _BASELINE_PER_D3 = {"pc": 1.5e-5, "ges": 1e-4, "random": 0.0}
 def _evaluation_estimates(spec) -> dict[str, float]:
     """Each evaluation stage's own simulation and expert runs (2 worker processes, a compile
     each), its baselines, and its interleaved timing; `evaluate` sums what runs in-process."""
-    from engine.spec.data import split_counts
-
     workers = 2
     est: dict[str, float] = {}
     evaluate = 10.0
     for st in spec.evaluation_stages():
         scm = st.scm or spec.scm
         d = scm.max_nodes
-        n = stage_graphs(spec, st)
-        if own_split(spec, st):
-            n = split_counts(spec.data.n_graphs, spec.data.split.model_dump())["heldout"]
-        else:
-            est[f"simulate.{st.name}"] = 2.0 + 2e-8 * n * (scm.n_obs + scm.n_int) * d * d
+        n = stage_graphs(spec, st)  # the held-out split's size for this spec's own split
         prior_only = (st.expert.model_copy(update={"n_trials": 0}) if hasattr(st.expert, "n_trials")
                       else st.expert)
         if not own_split(spec, st):
+            est[f"simulate.{st.name}"] = 2.0 + 2e-8 * n * (scm.n_obs + scm.n_int) * d * d
             runs = prior_only if st.observational else st.expert  # observational: no trials
             est[f"expert.{st.name}"] = 20.0 + n * expert_graph_seconds(runs, scm.n_obs, d) / workers
         prior_s = expert_graph_seconds(prior_only, scm.n_obs, d)
