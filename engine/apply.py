@@ -1,5 +1,9 @@
 """apply / gate: run a plan's stages in order, reusing cached ones, then record the run.
 
+When every stage is cached and an earlier, intact, complete run recorded exactly this plan (the
+same resolved spec and stage hashes), apply returns that run instead of adding a duplicate run
+folder; otherwise it says why it records a new one.
+
 Stages read their inputs from the registry only, so any of them can be resumed or rerun alone.
 """
 
@@ -29,7 +33,18 @@ def _runner(name: str, ctx: StageContext):
     stage's own graphs and expert runs."""
     if name in RUNNERS:
         return RUNNERS[name]
+    if name == "policy":
+        from engine.stages import policy
+
+        return policy.run
     kind, stage_name = name.split(".", 1)
+    problem = next((p for p in ctx.spec.optimize_problems() if p.name == stage_name), None)
+    if problem is not None:
+        from engine.stages import optimize
+
+        if kind == "simulate":
+            return lambda c: simulate.run(c, name, problem.scm, problem.n_graphs, problem.seed)
+        return lambda c: optimize.run(c, problem)
     st = next(s for s in ctx.spec.evaluation_stages() if s.name == stage_name)
     if kind == "simulate":
         return lambda c: simulate.run(c, name, st.scm or c.spec.scm, stage_graphs(c.spec, st), st.seed)
@@ -47,6 +62,61 @@ class Outcome:
     gates: dict | None
     reused: list[str]
     computed: list[str]
+    new_run: bool = True  # False: every stage was cached and an earlier run of them was reused
+    why: str = ""  # why a new run folder was made although every stage was cached, or none was
+
+
+def _finished_run(plan: Plan, root: Path, command: str) -> tuple[Path | None, str]:
+    """An earlier complete, intact run of exactly this plan (the same resolved spec and the same
+    stage hashes) by the same command (`apply` or `gate`: the lock says which), newest first,
+    when every stage of the plan is cached; else (None, why a new run folder is made), with
+    why = "" when some stage is not cached (nothing to explain). Every stage is verified first,
+    as a cached stage always is: damage is named, with --force, not papered over."""
+    from engine.registry import CorruptArtifact
+    from engine.runs import RunFolder, run_status, spec_hash
+
+    if not all(stage.dir(root).done for stage in plan.stages.values()):
+        return None, ""
+    spec = plan.spec
+    want = {"spec_hash": spec_hash(spec), "stage_hashes": {n: s.hash for n, s in plan.stages.items()},
+            "command": command}
+    need = ["evaluation.json", "evaluation.npz"] + (["gates.json"] if spec.gates else [])
+    runs = sorted((Path(root) / spec.name).glob("*/lock.json"), reverse=True)
+    why = f"no earlier run of {spec.name} in {root}"
+    for i, lock_path in enumerate(runs):
+        try:
+            folder = RunFolder(lock_path.parent)
+            lock = folder.read_json("lock.json")
+            if any(lock.get(k) != v for k, v in want.items()):
+                latest = f"the latest run ({lock_path.parent.name})"
+                why = why if i else (
+                    f"{latest} ran another version of the spec" if lock.get("spec_hash") != want["spec_hash"]
+                    else f"{latest} has other stages" if lock.get("stage_hashes") != want["stage_hashes"]
+                    else f"{latest} was recorded by `acbo {lock.get('command')}`; `acbo {command}` records its own")
+                continue
+            if run_status(lock) != "complete" or not all(folder.has(n) for n in need):
+                why = why if i else f"the latest run ({lock_path.parent.name}) is {run_status(lock)}"
+                continue
+            folder.verify()
+        except CorruptArtifact as exc:
+            why = why if i else f"the latest run is damaged ({exc})"
+            continue
+        for stage in plan.stages.values():
+            stage.dir(root).verify()
+        return folder.path, ""
+    return None, why
+
+
+def _reuse(run_dir: Path, plan: Plan, progress: Progress) -> Outcome:
+    """The Outcome of an earlier run whose every stage is cached (gates re-judged from its
+    verified evaluation record, so a changed gate rule shows)."""
+    from engine.runs import RunFolder
+
+    evaluation = RunFolder(run_dir).evaluation()
+    gates = evaluate_gates(plan.spec, evaluation) if plan.spec.gates else None
+    progress.log(f"every stage is cached and run {run_dir} recorded them: reusing it "
+                 "(no new run folder; --force recomputes)")
+    return Outcome(run_dir, evaluation, gates, list(plan.stages), [], new_run=False)
 
 
 def check_requirements(spec_file: SpecFile, root: Path) -> None:
@@ -107,6 +177,13 @@ def apply(
     check_requirements(spec_file, root)
     plan = make_plan(spec_file)
     spec = spec_file.spec
+    why = ""
+    if not force:  # a second apply of what is all cached: the run that recorded it, not a copy
+        earlier, why = _finished_run(plan, Path(root), command)
+        if earlier is not None:
+            return _reuse(earlier, plan, progress)
+        if why:
+            progress.log(f"every stage is cached, but {why}: recording a new run")
     deadline = time.time() + spec.hardware.max_wall_minutes * 60
     ctx = StageContext(plan, Path(root), progress, deadline)
     run = Run(root, plan, command)
@@ -115,13 +192,16 @@ def apply(
     try:
         # Models trained by other specs (`uses`, evaluation.models): built there if needed,
         # never --forced from here.
-        for name in filter(None, [spec.stage.uses, *spec.evaluation.models]):
+        optimize_models = [m for m in spec.optimize.models() if m] if spec.optimize else []
+        for name in dict.fromkeys(filter(None, [spec.stage.uses, *spec.evaluation.models, *optimize_models])):
             trainer = evaluate.trained_spec(sibling(spec_file, name))
             other_plan = make_plan(trainer)
             other_ctx = StageContext(other_plan, Path(root), progress, deadline)
             _ensure(other_plan, STAGES[:4], other_ctx, False, reused, computed)
-        _ensure(plan, [s for s in plan.stages if s not in ("train", "evaluate")]
-                + (["train"] if spec.trains else []), ctx, force, reused, computed)
+        # in plan order (the policy may read the model); other specs' models were built above
+        _ensure(plan, [s for s in plan.stages if s != "evaluate" and (s != "train" or spec.trains)
+                       and not (s.startswith("train.") and plan.stages[s].owner != spec.name)],
+                ctx, force, reused, computed)
         owner = evaluate.trained_spec(spec_file).spec
         eval_dir = ctx.dir("evaluate")
         with eval_dir.building(ctx.progress.log):
@@ -148,4 +228,4 @@ def apply(
     except BaseException as exc:
         run.finish("failed", str(exc))
         raise
-    return Outcome(run.dir, evaluation, gates, reused, computed)
+    return Outcome(run.dir, evaluation, gates, reused, computed, why=why or ("--force" if force else ""))

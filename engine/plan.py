@@ -104,12 +104,45 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
     for name in spec.evaluation.models:  # other specs' models, evaluated beside this one's
         out[f"train.{name}"] = stage_hashes(sibling(spec_file, name))["train"]
         evaluate_reads.append(f"train.{name}")
+    evaluate_reads += _optimize_stages(spec_file, add, out)
     add(
         "evaluate",
         {"seed": seed, "evaluation": _dump(spec.evaluation), "model_from": model_owner},
         evaluate_reads,
     )
     return out
+
+
+def _optimize_stages(spec_file, add, out) -> list[str]:
+    """[policy] and [optimize]: the policy's training (reading the model it believes, if any),
+    then per problem its simulated SCMs and one stage running every strategy on them."""
+    spec = spec_file.spec
+    if spec.optimize is None:
+        return []
+    opt = spec.optimize
+    models = []
+    for name in opt.models():
+        if name is None:
+            models.append("train")
+        else:
+            if f"train.{name}" not in out:
+                out[f"train.{name}"] = stage_hashes(sibling(spec_file, name))["train"]
+            models.append(f"train.{name}")
+    if spec.policy is not None:
+        pol = spec.policy
+        add("policy", {"seed": spec.seed, "policy": _dump(pol), "scm": _dump(pol.scm or spec.scm),
+                       "n_trials": pol.n_trials or opt.n_trials},
+            ["train"] if pol.surrogate == "model" else [])
+    reads = []
+    for p in spec.optimize_problems():
+        sim = f"simulate.{p.name}"
+        add(sim, {"seed": p.seed, "scm": _dump(p.scm), "n_graphs": p.n_graphs}, [])
+        upstream = [sim] + models + (["policy"] if opt.uses_policy() else [])
+        add(f"optimize.{p.name}", {"seed": p.seed, "n_trials": opt.n_trials, "expert": _dump(spec.expert),
+                                   "strategies": _dump(opt.strategies), "optimum": _dump(opt.optimum)},
+            upstream)
+        reads.append(f"optimize.{p.name}")
+    return reads
 
 
 def stage_graphs(spec, stage) -> int:
@@ -175,6 +208,7 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
             d_max = max(s.max_nodes for s in stages)
             per_step = 2e-8 * spec.train.batch_size * n_rows * d_max * d_max
             est["train"] += spec.train.steps * per_step / n_devices
+    est.update(_optimize_estimates(spec))
     if train_spec is not None:
         dim = train_spec.model.dim
         est.update(_evaluation_estimates(spec))
@@ -221,6 +255,33 @@ def _evaluation_estimates(spec) -> dict[str, float]:
         evaluate += 5.0 + n * sum(_BASELINE_PER_D3.get(b, 0.0) * d ** 3 for b in st.baselines)
         evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
     est["evaluate"] = evaluate
+    return est
+
+
+# per-trial seconds of one episode on one core (engine.cbo.episode): EI's GP tables and ascent
+# (PARENT_SCALE's measured ~0.05 s), a policy's or random's pick, plus the model's forward pass
+_TRIAL_SECONDS = {"ei": 0.05, "policy": 0.005, "random": 0.001}
+
+
+def _optimize_estimates(spec) -> dict[str, float]:
+    if spec.optimize is None:
+        return {}
+    opt, est, workers = spec.optimize, {}, 2
+    if spec.policy is not None:
+        pol = spec.policy
+        # one step: batch_graphs x group_size simulated outcomes and beliefs, measured ~20 ms at
+        # 16 x 8 on 10 nodes (2 cores); plus its compile
+        est["policy"] = 20.0 + pol.steps * 1.5e-4 * pol.batch_graphs * pol.group_size
+    for p in spec.optimize_problems():
+        d = p.scm.max_nodes
+        est[f"simulate.{p.name}"] = 2.0 + 2e-8 * p.n_graphs * (p.scm.n_obs + p.scm.n_int) * d * d
+        per_graph = 0.0
+        for s in opt.strategies:
+            per_graph += opt.n_trials * _TRIAL_SECONDS[s.acquisition.kind]
+            if s.surrogate.kind == "expert":
+                per_graph += expert_graph_seconds(spec.expert.model_copy(update={"n_trials": 0}),
+                                                  p.scm.n_obs, d)
+        est[f"optimize.{p.name}"] = 30.0 + p.n_graphs * per_graph / workers
     return est
 
 

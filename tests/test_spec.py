@@ -30,7 +30,7 @@ SPECS = ROOT / "specs"
 SMOKE = (SPECS / "smoke.toml").read_text()
 TOP_KEYS = (
     "version, name, description, seed, scm, expert, data, model, loss, train, hardware, "
-    "evaluation, gates, gate_groups, stage"
+    "evaluation, gates, gate_groups, stage, optimize, policy"
 )
 from engine.spec.train import TrainSpec
 

@@ -22,7 +22,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-Scope = Literal["parents", "graph", "time"]
+Scope = Literal["parents", "graph", "time", "episode"]
 AGGREGATES = ("pooled", "mean", "median", "quantile", "share")
 SIDES = ("model", "expert", "pc", "ges", "random")  # the methods an evaluation compares
 EPS = 1e-12
@@ -212,6 +212,38 @@ def _full_speedup(stage, side):
     return _ratio(stage.expert_run_seconds, side.seconds)
 
 
+# --------------------------------------------------------------------------- episodes
+# [optimize] problems: each side is a strategy, each graph one episode minimising the target.
+# The formulas are engine.cbo.regret's (defined there once; imported lazily: it needs jax).
+
+
+def _regret():
+    from engine.cbo import regret
+
+    return regret
+
+
+def simple_regret_curve(stage, side) -> np.ndarray:
+    """[N, T] simple regret after each trial (what regret plots draw)."""
+    return np.asarray(_regret().simple_regret(side.best_y, stage.optimum), np.float64)
+
+
+def _simple_regret(stage, side):
+    return simple_regret_curve(stage, side)[:, -1]
+
+
+def _cumulative_regret(stage, side):
+    return np.asarray(_regret().cumulative_regret(side.trial_y, stage.optimum), np.float64)[:, -1]
+
+
+def _gap_closure(stage, side):
+    return np.asarray(_regret().gap_closure(stage.y0, side.best_y[:, -1], stage.optimum), np.float64)
+
+
+def _trials_to_95(stage, side):
+    return np.asarray(_regret().trials_to_closure(side.best_y, stage.y0, stage.optimum, 0.95), np.float64)
+
+
 def _m(name, description, higher, scope, aggregate, **kw) -> Metric:
     return Metric(name, description, higher, scope, aggregate, **kw)
 
@@ -251,6 +283,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
        True, "time", "median", upper=None, per_graph=_speedup, sides=_NOT_EXPERT),
     _m("full_speedup", "expert's whole run (prior + causal BO trials) / this method's time",
        True, "time", "median", upper=None, per_graph=_full_speedup, sides=_NOT_EXPERT),
+    _m("simple_regret", "best outcome after the last trial minus the true optimum (target units)",
+       False, "episode", "mean", lower=None, upper=None, per_graph=_simple_regret),
+    _m("cumulative_regret", "sum over trials of the outcome minus the true optimum", False,
+       "episode", "mean", lower=None, upper=None, per_graph=_cumulative_regret),
+    _m("gap_closure", "share of the gap from the observational mean to the optimum closed by the "
+       "best outcome", True, "episode", "mean", lower=None, upper=None, per_graph=_gap_closure),
+    _m("trials_to_95", "trials until the best outcome closes 95% of the gap (T + 1: never)", False,
+       "episode", "mean", lower=1.0, upper=None, per_graph=_trials_to_95),
 ]}
 
 
@@ -260,6 +300,11 @@ def has(metric: Metric, side_name: str, side) -> bool:
     role = side_name if side_name in SIDES else "model"
     if metric.sides is not None and role not in metric.sides:
         return False
+    if metric.scope == "episode" or side.best_y is not None:
+        # a strategy of an [optimize] problem: its episodes, its belief's parent-set metrics
+        # and seconds per episode (no expert side to be faster than)
+        return side.best_y is not None and (metric.scope in ("episode", "parents")
+                                            or metric.name == "seconds") and metric.name != "map_f1"
     if metric.scope == "graph":
         return side.graph_pred is not None
     if metric.scope == "time":

@@ -42,7 +42,9 @@ class Side:
     [0, 1] (thresholded probabilities; 1/2 for a CPDAG's undirected edge); seconds [N]: wall
     time from the data to the prediction (NaN: not timed); graph_scores / graph_pred [N, d, d]:
     the same for every edge i -> j (methods that predict a whole graph); map_pred [N, d]: the
-    most probable parent set (the expert)."""
+    most probable parent set (the expert). On an [optimize] problem a side is a strategy:
+    probs is its belief after the last trial, seconds its whole episode, trial_y [N, T] the
+    outcome of each trial and best_y [N, T] the best so far."""
 
     probs: np.ndarray
     pred: np.ndarray
@@ -50,6 +52,8 @@ class Side:
     graph_scores: np.ndarray | None = None
     graph_pred: np.ndarray | None = None
     map_pred: np.ndarray | None = None
+    trial_y: np.ndarray | None = None
+    best_y: np.ndarray | None = None
     note: str = ""
 
     @property
@@ -58,8 +62,9 @@ class Side:
         return np.isfinite(self.probs).all(1)
 
 
-_SIDE_ARRAYS = ("probs", "pred", "seconds", "graph_scores", "graph_pred", "map_pred")
+_SIDE_ARRAYS = ("probs", "pred", "seconds", "graph_scores", "graph_pred", "map_pred", "trial_y", "best_y")
 _STAGE_ARRAYS = ("truth", "mask", "adjacency", "var_mask", "target", "expert_run_seconds")
+_STAGE_OPTIONAL = ("optimum", "y0")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,10 @@ class StageResult:
 
     truth [N, d] the target's true parents; mask [N, d] its candidates (real variables other
     than the target); adjacency [N, d, d] the true graphs; var_mask [N, d]; target [N];
-    expert_run_seconds [N] the expert's whole run per graph (prior and causal BO trials)."""
+    expert_run_seconds [N] the expert's whole run per graph (prior and causal BO trials). An
+    [optimize] problem also has optimum [N] (the best expected target of a single-node hard
+    intervention: exact for linear SCMs, else a Monte-Carlo estimate) and y0 [N] (the target's
+    observational mean, where every episode starts)."""
 
     name: str
     description: str
@@ -81,6 +89,12 @@ class StageResult:
     sides: dict[str, Side]
     summary: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # what was run: distribution, sizes, settings
+    optimum: np.ndarray | None = None
+    y0: np.ndarray | None = None
+
+    @property
+    def is_optimization(self) -> bool:
+        return self.optimum is not None
 
     @property
     def n_graphs(self) -> int:
@@ -110,8 +124,9 @@ class Evaluation:
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {}
         for s in self.stages.values():
-            for f in _STAGE_ARRAYS:
-                out[f"{s.name}/{f}"] = np.asarray(getattr(s, f))
+            for f in _STAGE_ARRAYS + _STAGE_OPTIONAL:
+                if getattr(s, f) is not None:
+                    out[f"{s.name}/{f}"] = np.asarray(getattr(s, f))
             for side_name, side in s.sides.items():
                 for f in _SIDE_ARRAYS:
                     value = getattr(side, f)
@@ -154,6 +169,7 @@ class Evaluation:
             stages[name] = StageResult(
                 name=name, description=s["description"], sides=sides, summary=summary,
                 info=s.get("info", {}), **{f: arrays[f"{name}/{f}"] for f in _STAGE_ARRAYS},
+                **{f: arrays.get(f"{name}/{f}") for f in _STAGE_OPTIONAL},
             )
         return cls(stages, float(meta["threshold"]), int(meta["n_boot"]), int(meta["seed"]),
                    dict(meta.get("compile_seconds", {})))

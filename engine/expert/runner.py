@@ -42,27 +42,40 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
 TIMES = ("run_seconds", "compile_seconds")  # per-graph scalars stored beside the trajectory
 
 
-def save_trajectory(traj: Trajectory, path: Path, **extra) -> None:
-    """Atomic write of one trajectory (and `extra` arrays, e.g. TIMES) with their checksum."""
-    arrays = {f: np.asarray(getattr(traj, f)) for f in FIELDS}
-    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic write of one work item's arrays with their checksum (a graph's expert run, an
+    episode)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         np.savez(fh, __sha256__=np.asarray(_digest(arrays)), **arrays)
     os.replace(tmp, path)
 
 
+def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays `save_arrays` wrote, or None if missing, unreadable or failing the checksum."""
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files if k != "__sha256__"}
+            ok = str(z["__sha256__"]) == _digest(arrays)
+    except Exception:  # noqa: BLE001 - any damage means "recompute"
+        return None
+    return arrays if ok else None
+
+
+def save_trajectory(traj: Trajectory, path: Path, **extra) -> None:
+    """Atomic write of one trajectory (and `extra` arrays, e.g. TIMES) with their checksum."""
+    arrays = {f: np.asarray(getattr(traj, f)) for f in FIELDS}
+    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+    save_arrays(path, arrays)
+
+
 def load_artifact(path: Path) -> tuple[Trajectory, dict[str, np.ndarray]] | None:
     """(trajectory, extra arrays) in `path`, or None if missing, unreadable or failing its
     checksum. Files written before TIMES existed load with NaN times (their checksum covers
     what they hold), so a resumed run keeps them."""
-    try:
-        with np.load(path) as z:
-            arrays = {k: z[k] for k in z.files if k != "__sha256__"}
-            ok = str(z["__sha256__"]) == _digest(arrays) and all(f in arrays for f in FIELDS)
-    except Exception:  # noqa: BLE001 - any damage means "recompute"
-        return None
-    if not ok:
+    arrays = load_arrays(path)
+    if arrays is None or not all(f in arrays for f in FIELDS):
         return None
     extra = {k: v for k, v in arrays.items() if k not in FIELDS}
     for k in TIMES:

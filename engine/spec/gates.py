@@ -176,18 +176,28 @@ class GateSpec(Section):
             self.min if self.op == ">=" else self.max)
 
 
-def check_gates(gates: list[GateSpec], groups: dict[str, str], stages: list, models: list[str]):
-    """Checks against the rest of the spec: stages, what each stage runs, evaluation.models and
-    [gate_groups]. `stages` are the resolved evaluation stages. Raises error_at (root paths)."""
+def check_gates(gates: list[GateSpec], groups: dict[str, str], stages: list, models: list[str],
+                problems: dict[str, list[str]] | None = None):
+    """Checks against the rest of the spec: stages, what each stage runs, evaluation.models,
+    [optimize] problems (name -> its strategies, the sides there) and [gate_groups]. `stages`
+    are the resolved evaluation stages. Raises error_at (root paths)."""
+    problems = problems or {}
     by_name = {s.name: s for s in stages}
-    names = list(by_name)
+    names = list(by_name) + list(problems)
     sides = list(SIDES) + list(models)
     for i, g in enumerate(gates):
         for key in ("stage", "vs_stage"):
             name = getattr(g, key)
-            if name is not None and name not in by_name:
-                raise error_at(("gates", i, key), f"no evaluation stage '{name}'"
-                               f"{suggest(name, names)}; stages: {', '.join(names)}")
+            if name is not None and name not in by_name and name not in problems:
+                what = "evaluation stage or optimize problem" if problems else "evaluation stage"
+                raise error_at(("gates", i, key), f"no {what} '{name}'{suggest(name, names)}; "
+                               f"stages: {', '.join(names)}")
+        if _check_problem_gate(i, g, problems, by_name):
+            continue
+        if METRICS[g.metric].scope == "episode":
+            raise error_at(("gates", i, "metric"), f"{g.metric} is measured on [optimize] "
+                           "episodes: give stage = the name of an optimize problem"
+                           f" ({', '.join(problems) or 'this spec has none'})")
         st = by_name[g.stage] if g.stage is not None else stages[0]
         if g.vs_stage is not None and g.vs_stage == st.name:
             raise error_at(("gates", i, "vs_stage"), f"vs_stage = '{g.vs_stage}' is the gate's "
@@ -211,3 +221,29 @@ def check_gates(gates: list[GateSpec], groups: dict[str, str], stages: list, mod
             raise error_at(("gate_groups", group), f"no gate is in group '{group}'"
                            f"{suggest(group, sorted(used))}; groups: "
                            f"{', '.join(sorted(used)) or 'none (no [[gates]])'}")
+
+
+def _check_problem_gate(i: int, g: GateSpec, problems: dict[str, list[str]], by_name: dict) -> bool:
+    """Checks of a gate on an [optimize] problem (True), or False when it is not on one. Its
+    sides are the problem's strategies; its metrics the episode ones, the belief's parent-set
+    metrics and seconds."""
+    if g.stage not in problems:
+        if g.vs_stage in problems:
+            raise error_at(("gates", i, "vs_stage"), f"'{g.vs_stage}' is an optimize problem but "
+                           "the gate's stage is not: compare problems with problems")
+        return False
+    if g.vs_stage is not None and g.vs_stage not in problems:
+        raise error_at(("gates", i, "vs_stage"), f"'{g.vs_stage}' is an evaluation stage but the "
+                       f"gate's stage '{g.stage}' is an optimize problem")
+    m = METRICS[g.metric]
+    if m.scope == "graph" or (m.scope == "time" and g.metric != "seconds") or m.sides is not None:
+        raise error_at(("gates", i, "metric"), f"{g.metric} is not measured on optimize episodes "
+                       "(they have the episode metrics, the belief's parent-set metrics and "
+                       "seconds per episode)")
+    strategies = problems[g.stage]
+    for key, side in (("side", g.side), ("vs", g.vs)):
+        if side is not None and side not in strategies:
+            raise error_at(("gates", i, key if key in g.model_fields_set else "stage"),
+                           f"'{side}' is not a strategy of [optimize]{suggest(side, strategies)}; "
+                           f"strategies: {', '.join(strategies)}")
+    return True

@@ -269,11 +269,16 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecF
 
 
 def _check_references(spec, path: Path, lines: dict, display: str) -> None:
-    """[stage] names and evaluation.models must be spec files beside this one."""
+    """[stage] names, evaluation.models and [optimize] surrogates' models must be spec files
+    beside this one."""
     problems = []
     names = [(("stage", "uses"), spec.stage.uses)] if spec.stage.uses else []
     names += [(("stage", "requires", i), n) for i, n in enumerate(spec.stage.requires)]
     names += [(("evaluation", "models", i), n) for i, n in enumerate(spec.evaluation.models)]
+    if spec.optimize is not None:
+        names += [(("optimize", "strategies", i, "surrogate", "model"), s.surrogate.model)
+                  for i, s in enumerate(spec.optimize.strategies)
+                  if s.surrogate.kind == "model" and s.surrogate.model]
     for where, name in names:
         if not (path.parent / f"{name}.toml").exists():
             known = sorted(p.stem for p in path.parent.glob("*.toml") if p != path)

@@ -14,6 +14,7 @@ from engine.spec.evaluation import SPEC_NAME, EvaluationSpec, ResolvedStage, Sta
 from engine.spec.gates import POLICIES, GateSpec, check_gates
 from engine.spec.expert import ExpertSpec
 from engine.spec.model import LossSpec, ModelSpec
+from engine.spec.optimize import OptimizeSpec, PolicySpec
 from engine.spec.scm import ScmSpec
 from engine.spec.train import CONTEXT_MODE, CONTEXT_SCM, HardwareSpec, TrainSpec
 
@@ -39,6 +40,8 @@ class Spec(Section):
     gates: list[GateSpec] = []
     gate_groups: dict[str, Literal[POLICIES]] = {}  # type: ignore[valid-type]
     stage: StageSpec = StageSpec()
+    optimize: OptimizeSpec | None = None
+    policy: PolicySpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -48,19 +51,25 @@ class Spec(Section):
         evaluation.stages.<i>.scm.<key>, `from_file` relative to the spec file)."""
         if not isinstance(data, dict):
             return data
-        ev = data.get("evaluation")
-        stages = ev.get("stages") if isinstance(ev, dict) else None
-        if not isinstance(stages, list):
-            return data
-        merged = []
-        for st in stages:
-            if isinstance(st, dict):
-                st = dict(st)
-                for key in ("scm", "expert"):
-                    if isinstance(st.get(key), dict):
-                        st[key] = _merged(key, data.get(key), st[key], info.context)
-            merged.append(st)
-        return {**data, "evaluation": {**ev, "stages": merged}}
+        for section, entries in (("evaluation", "stages"), ("optimize", "problems")):
+            table = data.get(section)
+            stages = table.get(entries) if isinstance(table, dict) else None
+            if not isinstance(stages, list):
+                continue
+            merged = []
+            for st in stages:
+                if isinstance(st, dict):
+                    st = dict(st)
+                    for key in ("scm", "expert"):
+                        if isinstance(st.get(key), dict):
+                            st[key] = _merged(key, data.get(key), st[key], info.context)
+                merged.append(st)
+            data = {**data, section: {**table, entries: merged}}
+        policy = data.get("policy")
+        if isinstance(policy, dict) and isinstance(policy.get("scm"), dict):
+            data = {**data, "policy": {**policy, "scm": _merged("scm", data.get("scm"), policy["scm"],
+                                                                 info.context)}}
+        return data
 
     @field_validator("seed")
     @classmethod
@@ -127,13 +136,55 @@ class Spec(Section):
         return self
 
     @model_validator(mode="after")
+    def _optimize_fits(self) -> "Spec":
+        opt = self.optimize
+        if opt is None:
+            if self.policy is not None:
+                raise error_at(("policy",), "[policy] trains an acquisition policy for [optimize], "
+                                            "which this spec does not have")
+            return self
+        stage_names = [s.name for s in self.evaluation_stages()]
+        for i, p in enumerate(opt.problems):
+            if p.name in stage_names:
+                raise error_at(("optimize", "problems", i, "name"), f"'{p.name}' names an "
+                               "evaluation stage too: problems and stages share the record")
+        for i, s in enumerate(opt.strategies):
+            at = ("optimize", "strategies", i)
+            if s.surrogate.kind == "expert" and self.expert.kind != "parent_scale":
+                raise error_at(at + ("surrogate", "kind"), "the expert surrogate is PARENT_SCALE's "
+                               f"posterior, but [expert] kind is '{self.expert.kind}'")
+            if s.acquisition.kind == "policy" and self.policy is None:
+                raise error_at(at + ("acquisition", "kind"), "the policy acquisition needs a "
+                               "[policy] section (how the policy is trained)")
+            if s.surrogate.kind == "model" and s.surrogate.model in (self.name, self.stage.uses):
+                raise error_at(at + ("surrogate", "model"), f"'{s.surrogate.model}' is this spec's "
+                               "own model: leave model out")
+        if self.policy is not None and not opt.uses_policy():
+            raise error_at(("policy",), "no strategy in [optimize] uses the policy "
+                           "(acquisition = { kind = \"policy\" })")
+        return self
+
+    def optimize_problems(self) -> list:
+        """[optimize] problems with defaults applied (scm: the spec's own where not given; seed
+        past the evaluation stages' neighbourhood)."""
+        if self.optimize is None:
+            return []
+        return [p.model_copy(update={
+            "scm": p.scm or self.scm,
+            "seed": p.seed if p.seed is not None else (self.seed + 2000 + i) % (MAX_SEED + 1)})
+            for i, p in enumerate(self.optimize.problems)]
+
+    @model_validator(mode="after")
     def _gates_fit(self) -> "Spec":
         for i, name in enumerate(self.evaluation.models):
             if name == self.name or name == self.stage.uses:
                 why = "this spec" if name == self.name else "the model [stage] uses"
                 raise error_at(("evaluation", "models", i), f"'{name}' is {why}: its model is "
                                                             "the 'model' side already")
-        check_gates(self.gates, self.gate_groups, self.evaluation_stages(), self.evaluation.models)
+        strategies = [s.name for s in self.optimize.strategies] if self.optimize else []
+        problems = {p.name: strategies for p in self.optimize.problems} if self.optimize else {}
+        check_gates(self.gates, self.gate_groups, self.evaluation_stages(), self.evaluation.models,
+                    problems)
         return self
 
     @property

@@ -15,7 +15,7 @@ import numpy as np
 from engine.data.demos import split_graphs
 from engine.evaluate.estimate import summarise
 from engine.evaluate.procedure import ModelUnderTest, StageInputs, evaluate_stage
-from engine.evaluate.record import Evaluation
+from engine.evaluate.record import Evaluation, StageResult
 from engine.plan import own_split
 from engine.registry import StageDir, arrays_to_bytes, write_atomic, write_json
 from engine.stages.context import StageContext
@@ -95,12 +95,47 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
         stages[st.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
         compile_s.update({f"{st.name}/{k}": v for k, v in seconds.items()})
         ctx.progress.advance(i + 1, f"{st.name} done")
+    for problem in spec.optimize_problems():
+        record = optimization_stage(ctx.dir(f"optimize.{problem.name}").read_arrays("episodes.npz"),
+                                    problem, spec.optimize, ev.threshold)
+        stages[problem.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
     evaluation = Evaluation(stages, ev.threshold, ev.n_boot, spec.seed, compile_s)
     out = ctx.dir("evaluate")
     write_atomic(out.work_dir() / "evaluation.npz", arrays_to_bytes(evaluation.to_arrays()))
     write_json(out.work_dir() / "evaluation.json", evaluation.to_json())
     out.commit(["evaluation.npz", "evaluation.json"], {"stages": list(stages)})
     return evaluation
+
+
+def optimization_stage(arrays: dict, problem, opt, threshold: float) -> StageResult:
+    """An [optimize] problem as a record stage: each strategy a side (its belief after the last
+    trial as the parent probabilities, its episode's wall time, compile apart, as seconds)."""
+    from engine.evaluate.record import Side
+
+    var_mask, target = arrays["var_mask"].astype(bool), arrays["target"]
+    n, d = var_mask.shape
+    mask = var_mask & (np.arange(d)[None, :] != target[:, None])
+    sides = {}
+    for s in opt.strategies:
+        probs = np.where(mask, arrays[f"{s.name}/marginals"][:, -1], 0.0)
+        seconds = arrays[f"{s.name}/seconds"] - np.nan_to_num(arrays[f"{s.name}/compile_seconds"])
+        sides[s.name] = Side(probs=probs, pred=(probs > threshold).astype(np.float64), seconds=seconds,
+                             trial_y=arrays[f"{s.name}/trial_y"], best_y=arrays[f"{s.name}/best_y"],
+                             note=f"{s.surrogate.kind} surrogate + {s.acquisition.kind}")
+    exact = arrays["optimum_exact"]
+    info = {"graphs": "simulated for this problem", "optimize": True, "n_trials": opt.n_trials,
+            "optimum": ("exact (linear SCMs)" if exact.all() else
+                        f"Monte-Carlo estimate ({opt.optimum.grid} values x {opt.optimum.mc_samples} draws per "
+                        f"variable; mean standard error {float(arrays['optimum_stderr'][~exact].mean()):.3g})"),
+            "nodes": [int(var_mask.sum(1).min()), int(var_mask.sum(1).max())],
+            "mean_edges": float(arrays["adjacency"].sum((1, 2)).mean()),
+            "strategies": {s.name: {"surrogate": s.surrogate.kind, "acquisition": s.acquisition.kind}
+                           for s in opt.strategies}}
+    return StageResult(
+        name=problem.name, description=problem.description, truth=arrays["parents"].astype(bool),
+        mask=mask, adjacency=arrays["adjacency"].astype(bool), var_mask=var_mask, target=target,
+        expert_run_seconds=np.full(n, np.nan), sides=sides, info=info,
+        optimum=arrays["optimum"], y0=arrays["y0"])
 
 
 def trained_spec(spec_file):

@@ -2,7 +2,10 @@
 curriculum phase.
 
 A source is an Equinox module called inside the jitted step as `source(key, step, batch_size)`;
-its batch is a pure function of (key, step), which is what makes a resume exact. A `Phase` is a
+its batch is a pure function of (key, step), which is what makes a resume exact. A
+`ModelSource` also reads the parameters being trained and a carry (a policy's own rollouts,
+engine.cbo.grpo): its batch is a pure function of (key, step, parameters, carry), all of which a
+checkpoint holds. A `Phase` is a
 curriculum stage resolved for the run: its [start, stop) steps and its source. Phases have
 differently shaped data (graph sizes pad to each stage's largest), so the trainer compiles one
 chunk function per phase and never lets a chunk cross a phase boundary.
@@ -35,6 +38,21 @@ class DemoSource(eqx.Module):
         idx = jax.random.randint(key, (batch_size,), 0, size)
         batch = gather(self.demos, idx if self.pool is None else self.pool[idx])
         return augment(batch, jax.random.fold_in(key, 1)) if self.augment else batch
+
+
+class ModelSource(eqx.Module):
+    """A source whose batch depends on the model being trained (on-policy rollouts) and that may
+    keep state between steps: called inside the step as
+    `source(key, step, batch_size, model, carry) -> (batch, carry)`. The carry lives in
+    `TrainState.carry` and is checkpointed with it, so a resume replays the same batches;
+    `init_carry(model, key, batch_size)` gives it before step 0 (the shapes every call returns).
+    No gradient flows through the batch: the loss sees it as data."""
+
+    def __call__(self, key, step, batch_size: int, model, carry):
+        raise NotImplementedError
+
+    def init_carry(self, model, key, batch_size: int):
+        return None
 
 
 class OnlineSource(eqx.Module):

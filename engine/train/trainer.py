@@ -9,6 +9,12 @@ Everything a step changes (parameters, optimizer state, EMA parameters, the acyc
 count of skipped updates) lives in `TrainState`; the early-stopping record (host-side, changed
 only at log points) travels in the checkpoint header.
 
+What is trained is the spec's model on its loss, or an `Objective` (Trainer(..., objective=)):
+any `build(key) -> model` and `loss(model, batch, dual) -> (total, aux)`, fed by phases whose
+sources may read the current parameters and carry state (`ModelSource`; the GRPO policy of
+engine.cbo.grpo trains this way, on its own rollouts). Such a run logs its aux terms' chunk means
+beside the loss.
+
 Gradient accumulation is a `lax.scan` over micro-batches inside the step rather than
 `optax.MultiSteps`: the step counter, the schedule, EMA, dual ascent and the non-finite check
 then all count real updates, and no checkpoint can fall in the middle of an accumulation.
@@ -21,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import equinox as eqx
 import jax
@@ -29,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.data.demos import Batch, Demonstrations, gather
-from engine.train.sources import DemoSource, Phase, augment, build_phases, phase_at  # noqa: F401
+from engine.train.sources import DemoSource, ModelSource, Phase, augment, build_phases, phase_at  # noqa: F401
 from engine.train import checkpoint
 from engine.train.host import _fault_injection, _head, _put, learning_rate, load_model, save_model  # noqa: F401
 from engine.train.cost import step_seconds
@@ -71,7 +77,8 @@ class TrainingStopped(Exception):
 
 class TrainState(eqx.Module):
     """model; opt_state; step []; ema (model-shaped, or None without `train.ema`); dual [] (the
-    acyclicity multiplier); skipped [] (updates discarded as non-finite)."""
+    acyclicity multiplier); skipped [] (updates discarded as non-finite); carry (a ModelSource's
+    state between steps, None for other sources)."""
 
     model: eqx.Module
     opt_state: tuple
@@ -79,6 +86,7 @@ class TrainState(eqx.Module):
     ema: eqx.Module | None
     dual: jax.Array
     skipped: jax.Array
+    carry: Any = None
 
     @property
     def eval_model(self):
@@ -96,13 +104,29 @@ class EarlyStop:
     stopped: bool = False
 
 
+class Objective(Protocol):
+    """What a Trainer trains instead of the spec's model and loss. `build(key)` gives the initial
+    model; `loss(model, batch, dual) -> (total, aux)` as engine.train.losses.Loss (aux: a dict
+    of scalars, logged as chunk means); `step_seconds`: a first estimate of one step's time,
+    which the wall budget uses until steps are measured. Its phases (sources) are given to
+    `fit`; the spec then needs only `train` (a TrainSpec) and `seed`."""
+
+    step_seconds: float
+
+    def build(self, key) -> eqx.Module: ...
+
+    def loss(self, model, batch, dual) -> tuple[jax.Array, dict]: ...
+
+
 @dataclass
 class Trainer:
-    """Compiles the step for one (model, loss, train) spec on a device mesh."""
+    """Compiles the step for one (model, loss, train) spec on a device mesh; with `objective`,
+    for that objective under the spec's `train` section and seed."""
 
-    spec: object  # engine.spec.root.Spec
+    spec: object  # engine.spec.root.Spec (with an objective: anything with .train and .seed)
     devices: list
     summary: dict = field(default_factory=dict)
+    objective: Objective | None = None
 
     def __post_init__(self):
         train = self.spec.train
@@ -115,23 +139,30 @@ class Trainer:
             )
         self.mesh = make_mesh(self.devices)
         self.optimizer = train.build_optimizer()
-        self.loss_fn = build_loss(self.spec.loss)
+        self.loss_fn = build_loss(self.spec.loss) if self.objective is None else self.objective.loss
         self.chunk = math.gcd(train.log_every, train.checkpoint_every)
         self.call_seconds = 30.0  # the longest a scanned call should run (see Pace)
         self.bf16 = train.precision == "bf16"
-        self.cast_inputs = self.bf16 and _bf16_inputs_supported(self.spec.model)
+        self.cast_inputs = self.bf16 and self.objective is None and _bf16_inputs_supported(self.spec.model)
         self._chunk_fn = eqx.filter_jit(self._chunk)
         self._eval_fn = eqx.filter_jit(self._eval_loss)
         self.sample_batch = eqx.filter_jit(self._sample)
 
-    def init(self, key) -> TrainState:
+    def init(self, key, source=None) -> TrainState:
+        """The state before step 0; a ModelSource `source` gives the carry."""
         # Strong dtypes: a weakly typed leaf (e.g. from jnp.full) comes back strong from the
         # first step or a checkpoint, and the changed input type would compile the step twice.
-        model = jax.tree.map(lambda a: jnp.array(a, dtype=a.dtype) if eqx.is_array(a) else a, self.spec.model.build(key))
+        strong = lambda tree: jax.tree.map(  # noqa: E731
+            lambda a: jnp.array(a, dtype=a.dtype) if eqx.is_array(a) else a, tree)
+        build = self.spec.model.build if self.objective is None else self.objective.build
+        model = strong(build(key))
         opt_state = self.optimizer.init(eqx.filter(model, eqx.is_array))
         ema = model if self.spec.train.ema is not None else None
         zero = jnp.zeros((), jnp.float32)
-        state = TrainState(model, opt_state, jnp.zeros((), jnp.int32), ema, zero, jnp.zeros((), jnp.int32))
+        carry = None
+        if isinstance(source, ModelSource):
+            carry = strong(source.init_carry(model, jax.random.fold_in(key, 1), self.spec.train.batch_size))
+        state = TrainState(model, opt_state, jnp.zeros((), jnp.int32), ema, zero, jnp.zeros((), jnp.int32), carry)
         return _put(state, replicated(self.mesh))
 
     # ------------------------------------------------------------------ the jitted step
@@ -154,6 +185,14 @@ class Trainer:
         batch = self._source(data)(key, step, self.spec.train.batch_size)
         return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh))
 
+    def _draw(self, data, key, state: TrainState):
+        """(batch, carry) of step `state.step`: a ModelSource reads the model and the carry."""
+        source = self._source(data)
+        if not isinstance(source, ModelSource):
+            return self._sample(data, key, state.step), state.carry
+        batch, carry = source(key, state.step, self.spec.train.batch_size, state.model, state.carry)
+        return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh)), carry
+
     def _grads(self, model, batch: Batch, dual):
         """Mean loss, aux and gradient over the batch, in `accumulate` micro-batches."""
         k = self.spec.train.accumulate
@@ -175,7 +214,8 @@ class Trainer:
         total, _ = jax.lax.scan(body, ((loss, aux), grads), rest)
         return jax.tree.map(lambda a: a / k, total)
 
-    def _update(self, state: TrainState, batch: Batch) -> tuple[TrainState, jax.Array, jax.Array]:
+    def _update(self, state: TrainState, batch: Batch, with_aux: bool = False):
+        """(state, loss, finite) after one update on `batch`, and the loss's aux with `with_aux`."""
         tspec = self.spec.train
         (loss, aux), grads = self._grads(state.model, batch, state.dual)
         params = eqx.filter(state.model, eqx.is_array)
@@ -195,25 +235,33 @@ class Trainer:
         acyc = aux.get("acyclicity", jnp.zeros(())).astype(jnp.float32)
         dual = jnp.where(step % tspec.dual_every == 0, state.dual + tspec.dual_rate * acyc, state.dual)
         finite = jnp.isfinite(loss) & _all_finite(grads)
-        new = TrainState(model, opt_state, step, ema, dual, state.skipped)
+        new = TrainState(model, opt_state, step, ema, dual, state.skipped, state.carry)
         if tspec.on_nonfinite == "skip":
             # Discard the whole update (parameters, moments, EMA, dual) but advance the step.
             old = eqx.filter(state, eqx.is_array)
             kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), eqx.filter(new, eqx.is_array), old)
             new = eqx.combine(kept, new)
             new = eqx.tree_at(lambda s: (s.step, s.skipped), new, (step, state.skipped + (~finite).astype(jnp.int32)))
-        return new, loss, finite
+        return (new, loss, finite, aux) if with_aux else (new, loss, finite)
 
-    def _chunk(self, state: TrainState, data, key, n: int):
-        """`n` steps drawing from `data` (demonstrations or a source), one scanned program."""
+    def _chunk(self, state: TrainState, data, key, n: int, with_aux: bool = False):
+        """`n` steps drawing from `data` (demonstrations or a source), one scanned program:
+        (state, losses [n], finite [n]), and with `with_aux` the aux terms [n] per name."""
         arrays, static = eqx.partition(state, eqx.is_array)
 
         def one_step(arrays, _):
             state = eqx.combine(arrays, static)
-            new, loss, finite = self._update(state, self._sample(data, key, state.step))
-            return eqx.filter(new, eqx.is_array), (loss, finite)
+            batch, carry = self._draw(data, key, state)
+            # the carry is data for the next step, not part of the update: it moves on even
+            # when a non-finite update is skipped
+            state = _with_carry(state, carry)
+            new, loss, finite, aux = self._update(state, batch, with_aux=True)
+            aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()} if with_aux else {}
+            return eqx.filter(new, eqx.is_array), (loss, finite, aux)
 
-        arrays, (losses, finite) = jax.lax.scan(one_step, arrays, None, length=n)
+        arrays, (losses, finite, aux) = jax.lax.scan(one_step, arrays, None, length=n)
+        if with_aux:
+            return eqx.combine(arrays, static), losses, finite, aux
         return eqx.combine(arrays, static), losses, finite
 
     def _eval_loss(self, model, demos: Demonstrations, dual):
@@ -236,7 +284,8 @@ class Trainer:
         ended; `final_model` gives the model."""
         tspec = self.spec.train
         model_key, data_key = jax.random.split(jax.random.PRNGKey(self.spec.seed))
-        state = self.init(model_key)
+        phases = train if isinstance(train, list) else build_phases(self.spec, train)
+        state = self.init(model_key, phases[0].source)
         ckpt_dir = Path(workdir) / "checkpoints"
         early = EarlyStop()
         found = checkpoint.latest(ckpt_dir, state, warn=warn)
@@ -248,7 +297,6 @@ class Trainer:
                          expect_sha256=found[0].get("metrics_sha256") if found else None)
 
         rep = replicated(self.mesh)
-        phases = train if isinstance(train, list) else build_phases(self.spec, train)
         phases = [dataclasses.replace(p, source=_put(p.source, rep)) for p in phases]
         phase = None
         val = None
@@ -260,7 +308,9 @@ class Trainer:
         # Processes of a multi-host run must run the same programs: timing-driven call lengths
         # could differ between them, so they keep whole chunks.
         alone = jax.process_count() == 1
-        pace = Pace(step_seconds(self.spec, len(self.devices)), self.call_seconds if alone else float("inf"))
+        estimate = step_seconds(self.spec, len(self.devices)) if self.objective is None else self.objective.step_seconds
+        pace = Pace(estimate, self.call_seconds if alone else float("inf"))
+        with_aux = self.objective is not None
         try:
             while step < tspec.steps and not early.stopped:
                 if phase is None or step >= phase.stop:
@@ -270,8 +320,9 @@ class Trainer:
                 room = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
                 n = pace.steps(room, deadline if alone else None)
                 started = time.perf_counter()
-                new_state, losses, finite = self._chunk_fn(state, phase.source, data_key, n)
+                new_state, losses, finite, *aux = self._chunk_fn(state, phase.source, data_key, n, with_aux)
                 losses, finite = np.asarray(losses), np.asarray(finite)
+                aux = {k: np.asarray(v) for k, v in aux[0].items()} if aux else {}
                 elapsed = time.perf_counter() - started
                 pace.record(n, elapsed)
                 bad = [step + 1 + int(i) for i in np.flatnonzero(~finite)]
@@ -289,6 +340,7 @@ class Trainer:
                 state, step = new_state, step + n
                 if step % tspec.log_every == 0 or step == tspec.steps:
                     extra = {"phase": phase.index} if len(phases) > 1 else {}
+                    extra.update({k: float(v[finite].mean()) if finite.any() else float("nan") for k, v in aux.items()})
                     self._log(log, state, step, n, losses, finite, elapsed, val, early, ckpt_dir, extra)
                 on_chunk(step, float(losses[-1]))
                 out_of_time = deadline is not None and time.time() > deadline
@@ -357,6 +409,10 @@ class Trainer:
         return state.eval_model
 
 
+def _with_carry(state: TrainState, carry) -> TrainState:
+    return TrainState(state.model, state.opt_state, state.step, state.ema, state.dual, state.skipped, carry)
+
+
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
@@ -379,4 +435,4 @@ def _bf16_inputs_supported(model_spec) -> bool:
     return True
 
 
-__all__ = ["Trainer", "TrainState", "TrainingStopped", "save_model", "load_model", "select_devices"]
+__all__ = ["Objective", "Trainer", "TrainState", "TrainingStopped", "save_model", "load_model", "select_devices"]

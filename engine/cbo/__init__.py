@@ -1,0 +1,1 @@
+"""Causal Bayesian optimisation: the episode loop with pluggable surrogates and acquisitions."""
