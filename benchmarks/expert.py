@@ -52,6 +52,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.cbo import regret  # noqa: E402
 from engine.compiles import compile_seconds  # noqa: E402
 from engine.expert.toy import make_dataset, random_linear_scm  # noqa: E402
 from engine.spec.expert import DoublyRobustPrior, OracleExpert, ParentScaleExpert, RandomExpert
@@ -69,9 +70,9 @@ def graphs(d: int, n: int, seed: int):
 
 
 def optimum(scm, data) -> float:
-    lo, hi = np.asarray(data.obs).min(0), np.asarray(data.obs).max(0)
-    d = lo.shape[0]
-    return min(min(scm.do_mean(v, lo[v]), scm.do_mean(v, hi[v])) for v in range(d) if v != int(scm.target))
+    """The exact optimum over single-node interventions within D_O's range (engine.cbo.regret)."""
+    obs = np.asarray(data.obs)
+    return float(regret.optimum(scm, obs.min(0), obs.max(0)).value)
 
 
 def prior_time(d: int, mode: str, n_boot: int, net_batch: int | None = None) -> tuple[float, float]:
@@ -99,13 +100,12 @@ def timed(fn):
 
 def exact_best(scm, traj) -> np.ndarray:
     """[T] best exact objective E[Y | do(X_v = x)] among the first t trials' interventions."""
-    vals = [scm.do_mean(int(v), float(x)) for v, x in zip(np.asarray(traj.trial_var), np.asarray(traj.trial_value))]
-    return np.minimum.accumulate(np.asarray(vals))
+    return np.asarray(regret.best_so_far(regret.exact_values(scm, traj.trial_var, traj.trial_value)))
 
 
-def within_one_percent(f, f_oracle: float, y_obs: float = 0.0):
+def within_one_percent(f, f_oracle, y_obs: float = 0.0):
     """f <= f_oracle + 1% of the oracle's improvement over the observational mean E[Y]."""
-    return np.asarray(f) <= f_oracle + 0.01 * abs(f_oracle - y_obs)
+    return np.asarray(regret.within(f, f_oracle, y_obs, 0.01))
 
 
 def quality(d: int, n_graphs: int, trials: int, max_parents: int, verbose: bool = False) -> dict:
@@ -125,7 +125,7 @@ def quality(d: int, n_graphs: int, trials: int, max_parents: int, verbose: bool 
         trajs = {"ps": tr, "oracle": orc.run(key, scm, data), "random": rnd.run(key, scm, data)}
         best = {k: exact_best(scm, t) for k, t in trajs.items()}
         for k, v in best.items():
-            gaps[k].append(float(v[-1]) - opt)
+            gaps[k].append(float(regret.simple_regret(v, opt)[-1]))
         within = within_one_percent(best["ps"], best["oracle"][-1])
         close += bool(within[-1])
         if within.any():

@@ -1,8 +1,9 @@
 """Baseline experts: CBO given the true parents (`oracle`) and random interventions (`random`).
 
-Both share PARENT_SCALE's loop (engine.expert.loop) and return the same Trajectory. The oracle's
-belief is the true parent set with probability 1 (its marginals are the true parent indicator);
-random has no belief (marginals 0, its one "set" is the empty set).
+Both run on PARENT_SCALE's episode runner (engine.cbo.episode, composed in engine.expert.loop)
+and return the same Trajectory: the oracle is OracleSurrogate + ExpectedImprovement, its belief
+the true parent set with probability 1 (its marginals are the true parent indicator); random is
+NullSurrogate + RandomAcquisition, with no belief (marginals 0, its one "set" is the empty set).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 `run(key, scm, data)` handles one graph (padded to d), `run_many(key, scms, datas)` a batch with
 a leading graph axis. With `n_trials = 0` the whole run is the posterior over D_I: one jitted,
-vmapped function of (var_mask, target, data). With trials the loop of `engine.expert.loop` runs
-per graph (shapes depend on the surviving sets), and graphs are spread over processes by
+vmapped function of (var_mask, target, data). With trials it is a causal-BO episode of
+`engine.cbo` per graph (ExpertSurrogate + ExpectedImprovement, composed in `engine.expert.loop`;
+shapes depend on the surviving sets), and graphs are spread over processes by
 `engine.expert.runner.run_graphs`.
 """
 
