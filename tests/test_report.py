@@ -118,13 +118,25 @@ def _write(path: Path, obj):
 
 
 def write_run(folder: Path, evaluation: Evaluation | None = None, gates: dict | None = None,
-              metrics: list | None = None):
+              metrics: list | None = None, spec: dict | None = None, lock: dict | None = None,
+              train_meta: dict | None = None, spec_toml: str | None = None):
+    """A run folder as engine.runs.Run writes it; `lock` updates the lock, `train_meta` writes
+    the train stage's record (manifest meta) for the lock's train hash into the registry."""
+    from engine.registry import write_manifest
+
     folder.mkdir(parents=True)
-    (folder / "lock.json").write_text(json.dumps(_lock(folder.parent.name, folder.name,
-                                                       "2025-01-01T12:00:00+00:00",
-                                                       "2025-01-01T13:05:30+00:00")))
-    (folder / "resolved.json").write_text(json.dumps({"description": "A hand-made run.",
-                                                      "stage": {"uses": "phase2a"}}))
+    full_lock = {**_lock(folder.parent.name, folder.name, "2025-01-01T12:00:00+00:00",
+                         "2025-01-01T13:05:30+00:00"), **(lock or {})}
+    (folder / "lock.json").write_text(json.dumps(full_lock))
+    (folder / "resolved.json").write_text(json.dumps(spec if spec is not None else {
+        "description": "A hand-made run.", "stage": {"uses": "phase2a"}}))
+    if spec_toml is not None:
+        (folder / "spec.toml").write_text(spec_toml)
+    if train_meta is not None:
+        h = full_lock["stage_hashes"]["train"]
+        stage = folder.parents[1] / "_stages" / "train" / h
+        stage.mkdir(parents=True, exist_ok=True)
+        write_manifest(stage / "manifest.json", {"stage": "train", "hash": h, "files": {}, "meta": train_meta})
     if evaluation is not None:
         (folder / "evaluation.json").write_text(json.dumps(evaluation.to_json()))
         (folder / "evaluation.npz").write_bytes(arrays_to_bytes(evaluation.to_arrays()))
@@ -166,8 +178,14 @@ def test_verdict_line_says_why():
     drop = _gate("drop", "f1", 0.25, 0.18, 0.31, "<=", 0.2, "NO-GO", vs="expert", relative="drop")
     open_ = _gate("auroc", "auroc", 0.72, 0.68, 0.77, ">=", 0.7, "INCONCLUSIVE", stage="larger")
     line = verdict_line({"verdict": "NO-GO", "gates": [open_, drop]})
-    assert line == ("NO-GO: 2 of 2 gates not GO; pooled f1 drop vs expert on held_out 25% [18, 31] "
-                    "> 20%; pooled auroc on larger 0.720 [0.680, 0.770] not clearly >= 0.700")
+    assert line == ("NO-GO: 2 of 2 gates not GO; pooled f1 vs expert on held_out 25% worse [18, 31] "
+                    "(needs at most 20% worse); pooled auroc on larger 0.720 [0.680, 0.770] not "
+                    "clearly >= 0.7")
+    # a drop is worded: no negative drop is needed to say "better"
+    better = _gate("b", "f1", -0.05, -0.08, 0.01, "<=", 0.1, "INCONCLUSIVE", vs="expert", relative="drop",
+                   nogo=0.2)
+    assert ("pooled f1 vs expert 5% better [8% better, 1% worse] (needs at most 10% worse, not "
+            "clearly met)") in verdict_line({"verdict": "INCONCLUSIVE", "gates": [better]})
     none = _gate("t", "seconds", None, None, None, "<=", 0.01, "NO-GO", aggregate="median")
     assert "median seconds undefined (<= 10 ms)" in verdict_line({"verdict": "NO-GO", "gates": [none]})
     assert verdict_line(None).startswith("No gate verdict")
@@ -217,8 +235,8 @@ def test_report_documents(run, tmp_path, evaluation):
                                         "### Stage larger: larger graphs", "## Training",
                                         "## Provenance")]
     assert order == sorted(order)
-    assert "| speedup | NO-GO | 1.36x [1.2, 1.5] | 12 | >= 2x (NO-GO < 1.5x) |" in md_text
-    assert "| f1 vs expert | **GO** | 5% [-2, 12] | 30 | <= 20% |" in md_text
+    assert "| speedup | **NO-GO** | 1.36x [1.2, 1.5] | 12 | >= 2x (NO-GO < 1.5x) |" in md_text
+    assert "| f1 vs expert | **GO** | 5% worse [2% better, 12% worse] | 30 | at most 20% worse |" in md_text
     assert "spec `phase2a` (`uses`)" in md_text and "A hand-made run." in md_text
     assert "3–7 nodes" in md_text and "expert parent_scale, prior doubly_robust, 10 trials" in md_text
     assert "12 graphs timed (median of 3 runs each)" in md_text
@@ -230,7 +248,8 @@ def test_report_documents(run, tmp_path, evaluation):
         assert VERDICT in text and "0123456789abcdef0123" in text and "Across stages" in text
     linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md_text)
     stems = sorted(Path(p).stem for p in linked)
-    assert stems == ["f1_by_size", "heatmaps", "loss", "reliability", "roc_pr", "speedup", "transfer"]
+    assert stems == ["f1_by_size", "graphs", "heatmaps", "loss", "reliability", "roc_pr",
+                     "roc_pr.larger", "speedup", "transfer"]  # the second stage: its ROC / PR
     for p in linked:
         assert (reports / p).read_bytes().startswith(PNG_MAGIC)
     assert sorted(p.stem for p in (reports / run.name).parent.glob("*/*.png")) == stems
@@ -255,8 +274,9 @@ def test_print_run_and_tables(run, evaluation):
     out = Console(record=True, width=250)
     print_run(run, out)
     text = out.export_text()
-    order = [text.index(s) for s in (VERDICT, "Gates: NO-GO", "Stage held_out: held_out graphs",
-                                     "Stage larger", "Across stages", "Training", "Provenance")]
+    order = [text.index(s) for s in (VERDICT, "Gates: NO-GO", "Training warning: validation loss rose",
+                                     "Stage held_out: held_out graphs", "Stage larger",
+                                     "Across stages", "Training loss (mean", "Provenance")]
     assert order == sorted(order)
     assert "f1 vs expert" in text and "PC¹" in text and "GES not run" in text
     value, interval = estimate_text(evaluation.stage("held_out").summary["model"]["auroc"]).split(" [")
@@ -267,7 +287,7 @@ def test_print_run_and_tables(run, evaluation):
     assert "8 nodes" in ev and "PC¹" in ev and "random²" in ev
     table = _text(runs_table(run.parents[1]))
     f1 = evaluation.stage().summary["model"]["f1"].value
-    assert f"{f1:.3f} /" in table and "NO-GO" in table and "1h05m" in table
+    assert f"{f1:.3f} /" in table and "NO-GO" in table and "1 h 05 min" in table
 
 
 def test_partial_and_old_runs_still_report(tmp_path):
@@ -321,3 +341,227 @@ def test_figures_only_where_they_apply(evaluation):
         sp.speedup(untimed)
     assert sp.heatmaps(larger).startswith(PNG_MAGIC)
     assert sp.f1_by_size(evaluation).startswith(PNG_MAGIC)
+
+
+# --------------------------------------------------------------------------- training, graphs, regret
+
+# phase 2A's shape: each log point timed only its last call (1.8 s), the stage took 46 s; the
+# first call compiled; validation loss rose 0.33 -> 0.55 while the training loss fell
+TRAIN_LOG = [{"step": s, "loss": 9.0, "loss_mean": 1.0 / s, "time_s": 1.8 if s > 100 else 5.0,
+              "examples_per_s": 1000.0 if s > 100 else 300.0, "lr": 1e-3,
+              "val_loss": 0.33 if s <= 300 else 0.55} for s in range(100, 1100, 100)]
+SPEC = {"description": "Phase 2A: a hand-made run.", "name": "phase2a", "seed": 1,
+        "expert": {"kind": "parent_scale", "prior": {"kind": "doubly_robust", "max_parents": 2},
+                   "n_trials": 10},
+        "train": {"steps": 1000, "batch_size": 32, "optimizer": {"kind": "adam", "lr": 1e-3}},
+        "model": {"kind": "stats", "dim": 16}, "stage": {"uses": None}}
+
+
+def test_training_section_has_true_numbers_and_warns(tmp_path):
+    from engine.report.training import training_facts, training_grid
+
+    meta = {"seconds": 46.0, "steps": 1000, "stopped_early": False,
+            "warnings": ["WARNING: the trained model predicts an empty graph"]}
+    f = training_facts(TRAIN_LOG, meta, SPEC)
+    assert f.seconds == 46.0 and not f.seconds_estimated  # the stage's wall time, not 1.8 s
+    assert f.examples_per_s == 1000.0 and f.steps_per_s == pytest.approx(1000 / 32)
+    assert f.compile_seconds == pytest.approx(5.0 * (1 - 300 / 1000))  # the first call's excess
+    assert f.loss_key == "loss_mean" and f.loss[0] == (100.0, 0.01)  # the smoothed loss
+    assert f.warnings[0].startswith("validation loss rose 0.330 → 0.550 (steps 100 → 1000)")
+    assert f.warnings[1] == "the trained model predicts an empty graph"
+    rows = {r[0][0]: r[1] for r in training_grid(TRAIN_LOG, meta, SPEC).rows}
+    assert rows["Training time (train stage, wall clock)"] == ("46.0 s", None)
+    assert rows["Of which compiling the training step (≈, first call)"][0] == "3.50 s"
+    assert rows["Throughput (compile excluded: median of 9 log points)"][0] == \
+        "1000 examples/s (31.2 steps/s at batch 32)"
+    assert rows["Training loss (mean over each log interval)"][0] == "0.010 → 0.001 (lowest 0.001 at step 1000)"
+    assert rows["Validation loss"][0] == "0.330 → 0.550 (lowest 0.330 at step 100)"
+    # without the stage's record: estimated from the throughput (5 s, then 100 steps of 32 at 1000/s)
+    est = training_facts(TRAIN_LOG, None, SPEC)
+    assert est.seconds_estimated and est.seconds == pytest.approx(5.0 + 9 * 3.2 + (100 - 300 * 5.0 / 32) * 0.032)
+    grid = training_grid(TRAIN_LOG, None, SPEC)
+    assert "Training time (≈, from the logged throughput)" in {r[0][0] for r in grid.rows}
+    assert "estimated" in grid.caption
+
+    # in the report: the warning right under the gates, the true total in the training table
+    run = write_run(tmp_path / "registry" / "phase2a" / "r1", gates=GATES, metrics=TRAIN_LOG, spec=SPEC,
+                    lock={"stage_hashes": {"train": "abc123"}, "computed": ["train"]}, train_meta=meta)
+    md = write_report(run, tmp_path / "reports")[0].read_text()
+    order = [md.index(s) for s in ("### Gates: NO-GO", "> **Training warning (see Training): validation loss rose",
+                                   "## What was evaluated", "## Training", "| Training time (train stage, wall clock) | 46.0 s |")]
+    assert order == sorted(order)
+    assert "| Warning | **the trained model predicts an empty graph** |" in md
+    assert "(this run trained it)" in md and "Expert: `parent_scale` (prior doubly_robust (max_parents 2), n_trials 10)." in md
+    assert "Phase 2A: a hand-made run." in md
+
+
+def test_what_was_evaluated_names_the_run_that_trained_the_model(tmp_path, evaluation):
+    root = tmp_path / "registry"
+    write_run(root / "phase2a" / "20250101-090000-aaaa", metrics=TRAIN_LOG[:2], spec=SPEC,
+              lock={"stage_hashes": {"train": "abc123"}, "computed": ["simulate", "train"],
+                    "started": "2025-01-01T09:00:00+00:00"})
+    write_run(root / "phase2a" / "20250101-100000-bbbb", metrics=TRAIN_LOG[:2], spec=SPEC,
+              lock={"stage_hashes": {"train": "abc123"}, "computed": [], "reused": ["train"]})
+    user = write_run(root / "phase2b" / "r1", evaluation, GATES,
+                     lock={"stage_hashes": {"train": "abc123"}, "computed": ["evaluate"]})
+    md = write_report(user, tmp_path / "reports")[0].read_text()
+    assert ("Model under test: the model trained by spec `phase2a` (`uses`), trained by run "
+            "`phase2a/20250101-090000-aaaa`.") in md
+    # each stage's graph distribution, sizes, data and expert in one table
+    assert "| Stage | Graph distribution | Graphs | Nodes | Edges (mean) | Data | Expert |" in md
+    assert "| held_out | simulated for this stage | 30 | 3–7 |" in md
+    orphan = write_run(root / "phase2b" / "r2", evaluation, lock={"stage_hashes": {"train": "fff999"}})
+    assert "train stage `fff999` (the run that built it is not in this registry)" in \
+        write_report(orphan, tmp_path / "reports")[0].read_text()
+
+
+def test_drawn_graphs_mark_false_and_missed_edges(evaluation):
+    from matplotlib.figure import Figure
+
+    from engine.report import graphs
+
+    st = evaluation.stage("held_out")
+    for side in ("model", "expert", "pc"):
+        for i in range(5):
+            idx = np.flatnonzero(st.var_mask[i])
+            truth = st.adjacency[i][np.ix_(idx, idx)]
+            judged, pred = graphs.edge_status(st, side, i, idx)
+            n_false, n_missed = graphs._panel(Figure().add_subplot(), graphs.layout(truth), truth,
+                                             int(np.flatnonzero(idx == st.target[i])[0]), judged, pred)
+            want_false = (judged & (pred > 0.5) & ~truth).sum()
+            want_missed = (judged & (pred < 0.5) & truth).sum()
+            assert (n_false, n_missed) == (want_false, want_missed)
+            if side == "model":  # judged on the target's parents only
+                pred_i, truth_i = st.sides[side].pred[i], st.truth[i]
+                assert (n_false, n_missed) == (((pred_i > 0.5) & ~truth_i & st.mask[i]).sum(),
+                                               ((pred_i < 0.5) & truth_i).sum())
+    pos = graphs.layout(np.triu(np.ones((4, 4), bool), 1))
+    assert [pos[k][1] for k in range(4)] == sorted((pos[k][1] for k in range(4)), reverse=True)  # causes above
+    assert graphs.drawn_graphs(st).startswith(PNG_MAGIC)
+
+
+def test_regret_curves_from_synthetic_arrays():
+    from types import SimpleNamespace
+
+    from engine.report import regret
+
+    rng = np.random.default_rng(0)
+    T, E = 12, 40
+    decay = np.exp(-np.arange(T) / 3)[:, None]
+    arrays = {"model": decay * rng.uniform(0.5, 1.5, (1, E)),
+              "expert": 0.5 * decay * rng.uniform(0.5, 1.5, (1, E)),
+              "random": np.full((T, E), 1.0) + rng.normal(0, 0.1, (T, E))}
+    arrays["model"][-3:, :5] = np.nan  # episodes that stopped early
+    assert regret.regret_curves(arrays).startswith(PNG_MAGIC)
+    assert regret.regret_curves(arrays, cumulative=True, log=False).startswith(PNG_MAGIC)
+    mean, low, high = regret.mean_band(arrays["expert"])
+    assert np.allclose(mean, arrays["expert"].mean(1)) and (low <= mean).all() and (mean <= high).all()
+    assert np.allclose(regret.mean_band(arrays["model"])[0][-1], np.nanmean(arrays["model"][-1]))
+    wide = regret.mean_band(arrays["random"][:, :5])
+    narrow = regret.mean_band(arrays["random"])
+    assert ((narrow[2] - narrow[1]).mean() < (wide[2] - wide[1]).mean())  # more episodes, tighter
+    s = regret.regret_summary(arrays)
+    assert s["expert"]["trials"] == T and s["expert"]["episodes"] == E
+    assert s["expert"]["final"][0] < s["model"]["final"][0] < s["random"]["final"][0]
+    for bad in ({}, {"a": np.zeros((0, 3))}, {"a": np.full((3, 3), np.nan)}, {"a": np.zeros((2, 2, 2))}):
+        with pytest.raises(ValueError):
+            regret.regret_curves(bad)
+    # from an [optimize] stage: best outcome so far minus the optimum, trials x episodes
+    best = np.minimum.accumulate(rng.normal(0, 1, (E, T)), axis=1)
+    stage = SimpleNamespace(name="opt", optimum=np.full(E, -2.0),
+                            sides={"model": SimpleNamespace(best_y=best), "pc": SimpleNamespace(best_y=None)})
+    r = regret.stage_regret(stage)
+    assert list(r) == ["model"] and r["model"].shape == (T, E) and np.allclose(r["model"], (best + 2.0).T)
+    assert regret.stage_regret(SimpleNamespace(optimum=None, sides={})) == {}
+    ev = SimpleNamespace(stages={"opt": stage})
+    assert regret.optimization_figure(ev).startswith(PNG_MAGIC)
+
+
+def test_numbers_read_the_same_everywhere():
+    from engine.report.run import fmt_duration, fmt_pct, fmt_seconds
+    from engine.report.verdict import drop_interval, worded_drop
+
+    assert [fmt_seconds(x) for x in (0.000153, 0.5, 1.8, 46.0, 466.0, 4000.0, None)] == \
+        ["0.153 ms", "500 ms", "1.80 s", "46.0 s", "7 min 46 s", "1 h 06 min", "—"]
+    assert fmt_duration(46.04) == "46.0 s" and fmt_duration(3930) == "1 h 05 min"
+    assert [fmt_pct(x) for x in (0.25, 0.01, 0.005, 0.123, -0.02)] == ["25", "1", "0.5", "12.3", "-2"]
+    assert worded_drop(0.05) == "5% worse" and worded_drop(-0.03) == "3% better" and worded_drop(0) == "no change"
+    assert drop_interval(0.05, -0.02, 0.12) == "5% worse [2% better, 12% worse]"
+    assert drop_interval(-0.05, -0.08, -0.01) == "5% better [1, 8]"
+    assert drop_interval(0.25, 0.18, 0.31) == "25% worse [18, 31]"
+
+
+def test_index_plots_key_metrics_across_runs(tmp_path, evaluation):
+    root = tmp_path / "registry"
+    for i, seed in enumerate((1, 2, 3)):
+        write_run(root / "phase2b" / f"2025010{i + 1}-120000-abcd", make_evaluation(seed),
+                  lock={"started": f"2025-01-0{i + 1}T12:00:00+00:00"})
+    reports = tmp_path / "reports"
+    index = write_index(root, reports).read_text()
+    imgs = re.findall(r'<figure data-figure="runs">.*?src="data:image/png;base64,([A-Za-z0-9+/=]+)"', index, re.S)
+    assert len(imgs) == 1 and base64.b64decode(imgs[0]).startswith(PNG_MAGIC)
+    assert "Key metrics across runs" in index and index.count("not generated") == 3
+    png = reports / "index-runs.png"
+    before = png.stat().st_mtime_ns
+    write_index(root, reports)
+    assert png.stat().st_mtime_ns == before  # the same runs: not redrawn
+    empty = tmp_path / "empty"
+    write_run(empty / "phase2a" / "r0", metrics=METRICS_LOG[:2])
+    assert "data:image/png" not in write_index(empty, tmp_path / "reports2").read_text()
+
+
+def _events(path: Path):
+    """The records of a TensorBoard event file (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    data, i = path.read_bytes(), 0
+    while i < len(data):
+        (n,) = struct.unpack("<Q", data[i:i + 8])
+        e = event_pb2.Event()
+        e.ParseFromString(data[i + 12:i + 12 + n])
+        i += 16 + n
+        yield e
+
+
+def test_tensorboard_runs_are_named_by_spec_and_run_with_hparams(tmp_path, evaluation):
+    from engine.train.logging import MetricsLog, hparams_of
+
+    hp = hparams_of(SPEC)
+    assert hp["spec"] == "phase2a" and hp["seed"] == 1 and hp["train.batch_size"] == 32
+    assert hp["train.optimizer.lr"] == 1e-3 and hp["model.kind"] == "stats"
+    assert hp["expert.prior.kind"] == "doubly_robust" and "description" not in hp
+    run = write_run(tmp_path / "registry" / "phase2a" / "20250101-120000-abcd", evaluation,
+                    metrics=TRAIN_LOG, spec=SPEC)
+    reports = tmp_path / "reports"
+    write_report(run, reports)
+    files = list((reports / "tensorboard" / "phase2a" / "20250101-120000-abcd").glob("events.*"))
+    assert len(files) == 1
+    tags, plugins, content = set(), set(), b""
+    for e in _events(files[0]):
+        for v in e.summary.value:
+            tags.add(v.tag)
+            plugins.add(v.metadata.plugin_data.plugin_name)
+            content += v.metadata.plugin_data.content
+    assert {"loss_mean", "val_loss", "result/model_f1", "result/val_loss_best"} <= tags
+    assert "hparams" in plugins and b"train.batch_size" in content and b"result/model_f1" in content
+    # training's own log: a run name and the spec's hyper-parameters when the trainer gives them
+    log = MetricsLog(tmp_path / "work", 0, name="phase2a/20250101-120000-abcd", hparams=hp)
+    log.write({"step": 1, "loss": 0.5, "loss_mean": 0.5})
+    log.close()
+    (event,) = (tmp_path / "work" / "tensorboard" / "phase2a" / "20250101-120000-abcd").glob("events.*")
+    assert any(v.metadata.plugin_data.plugin_name == "hparams" for e in _events(event) for v in e.summary.value)
+
+
+def test_write_reports_draws_stale_runs_in_processes(tmp_path):
+    from engine.report import write_reports
+
+    root = tmp_path / "registry"
+    runs = [write_run(root / "phase2a" / f"r{i}", metrics=TRAIN_LOG, spec=SPEC) for i in range(3)]
+    reports = tmp_path / "reports"
+    done = write_reports(runs, reports, workers=2)
+    assert sorted(done) == sorted(runs) and all(md.is_file() and page.is_file() for md, page in done.values())
+    stamps = {p: page.stat().st_mtime_ns for p, (_, page) in done.items()}
+    again = write_reports(runs, reports, workers=2)  # all current: none redrawn
+    assert {p: page.stat().st_mtime_ns for p, (_, page) in again.items()} == stamps

@@ -170,7 +170,9 @@ def test_logs_jsonl_and_tensorboard(tmp_path):
     assert all(r["examples_per_s"] > 0 and "val_loss" in r and r["lr"] == 1e-3 for r in records)
     from tensorboardX.proto.event_pb2 import Event
 
-    files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    files = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    # one TensorBoard run per spec and train stage: tensorboard/<spec name>/<stage folder>/
+    assert files and all(f.parent.parent.name == t.spec.name for f in files)
     events = [Event.FromString(r) for f in files for r in _events(f)]
     scalars = {(e.step, v.tag): v.simple_value for e in events for v in e.summary.value}
     assert scalars[(4, "val_loss")] == pytest.approx(records[-1]["val_loss"])

@@ -12,7 +12,7 @@ from engine.report.console import (
     runs_table,
     training_table,
 )
-from engine.report.document import write_index, write_report
+from engine.report.document import write_index, write_report, write_reports
 from engine.report.run import RunRecord, list_runs, load_run
 from engine.report.verdict import verdict_line
 
@@ -28,4 +28,5 @@ __all__ = [
     "verdict_line",
     "write_index",
     "write_report",
+    "write_reports",
 ]

@@ -11,7 +11,8 @@ from rich.text import Text
 from engine.evaluate.record import StageResult
 from engine.report.run import list_runs, load_run
 from engine.report.stages import stage_grid, stage_info, stage_title, transfer_grid
-from engine.report.tables import Grid, provenance_grid, runs_grid, training_grid
+from engine.report.tables import Grid, provenance_grid, runs_grid
+from engine.report.training import training_facts, training_grid
 from engine.report.verdict import gates_grid, verdict_line
 
 TONE_STYLE = {"good": "bold green", "bad": "bold red", "warn": "bold yellow", "dim": "dim"}
@@ -85,9 +86,11 @@ def gates_table(gates) -> Table:
     return table
 
 
-def training_table(metrics: list[dict[str, Any]]) -> Table | None:
-    """Summary of ``metrics.jsonl`` lines; None when there are none."""
-    grid = training_grid(metrics)
+def training_table(metrics: list[dict[str, Any]], train: dict[str, Any] | None = None,
+                   spec: dict[str, Any] | None = None) -> Table | None:
+    """Summary of ``metrics.jsonl`` lines (with the train stage's record and the spec: true
+    totals); None when there are none."""
+    grid = training_grid(metrics, train, spec)
     return None if grid is None else to_rich(grid)
 
 
@@ -104,13 +107,15 @@ def print_run(run_dir: Path, console=None) -> None:
         items.append(gates_table(run.gates))
     for note in run.notes:
         items.append(Text(note, style="yellow"))
+    for warning in training_facts(run.metrics, run.train, run.spec).warnings:
+        items.append(Text(f"Training warning: {warning}", style="bold red"))
     ev = run.evaluation
     if ev is not None:
         items += [evaluation_table(st, ev.n_boot) for st in ev.stages.values()]
         transfer = transfer_grid(ev)
         if transfer is not None:
             items.append(to_rich(transfer))
-    items += [training_table(run.metrics), to_rich(provenance_grid(run))]
+    items += [training_table(run.metrics, run.train, run.spec), to_rich(provenance_grid(run))]
     for item in items:
         if item is not None:
             console.print(item)

@@ -3,7 +3,8 @@
 A run folder may hold any of ``lock.json``, ``resolved.json``, ``metrics.jsonl``, the evaluation
 record (``evaluation.json`` + ``evaluation.npz``, read as a typed
 :class:`~engine.evaluate.record.Evaluation`) and ``gates.json``: a run that only trained has no
-evaluation, one that died has no results. What is absent is shown as absent; what is damaged (a
+evaluation, one that died has no results. Beside the run folder, the train stage's manifest (found by the lock's
+stage hash) gives the training's wall time and warnings. What is absent is shown as absent; what is damaged (a
 checksum that fails, a file the run's manifest does not list) is never read: the run is listed
 with its `problem` and gets no report.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.evaluate.record import Evaluation
-from engine.registry import MANIFEST, CorruptArtifact
+from engine.registry import MANIFEST, CorruptArtifact, read_manifest
 from engine.runs import RunFolder, run_status
 
 RUN_FILES = ("lock.json", "metrics.jsonl", "evaluation.json", "gates.json")
@@ -36,6 +37,7 @@ class RunRecord:
     evaluation: Evaluation | None = None
     gates: dict[str, Any] | None = None  # gates.json: verdict, groups, gates (NaN as null)
     spec: dict[str, Any] | None = None  # resolved.json: the spec as it ran
+    train: dict[str, Any] | None = None  # the train stage's record (manifest meta): seconds, ...
     notes: tuple[str, ...] = ()  # what the report cannot show, and why
     problem: str | None = None  # why this run folder cannot be trusted (damaged), else None
 
@@ -102,15 +104,57 @@ def load_run(run_dir: Path) -> RunRecord:
         metrics=[r for r in (folder.read_jsonl("metrics.jsonl") if folder.has("metrics.jsonl") else [])
                  if isinstance(r, dict)],
     )
+    record["train"], notes = train_record(folder.path, lock)
     if not folder.has("evaluation.json"):
-        return RunRecord(**record)
+        return RunRecord(**record, notes=notes)
     if not folder.has("evaluation.npz"):
-        return RunRecord(**record, notes=(OLD_EVALUATION,))
+        return RunRecord(**record, notes=(*notes, OLD_EVALUATION))
     try:
-        return RunRecord(**record, evaluation=folder.evaluation())
+        return RunRecord(**record, notes=notes, evaluation=folder.evaluation())
     except (KeyError, TypeError, ValueError) as exc:  # verified, yet not a record
         raise CorruptArtifact(f"{folder.path / 'evaluation.json'}: not an evaluation record "
                               f"({exc!r}); {folder.hint}") from None
+
+
+def train_record(run_dir: Path, lock: dict | None) -> tuple[dict | None, tuple[str, ...]]:
+    """The train stage's record (its manifest's meta: wall seconds, steps, warnings) for the
+    stage hash in the run's lock, and a note when it cannot be read. The stage folder is
+    `<registry>/_stages/train/<hash>`; a registry copied without `_stages` has none."""
+    h = ((lock or {}).get("stage_hashes") or {}).get("train")
+    if not h:
+        return None, ()
+    path = Path(run_dir).parents[1] / "_stages" / "train" / str(h) / MANIFEST
+    if not path.is_file():
+        return None, ()
+    try:
+        meta = read_manifest(path, "rerun with --force to recompute the train stage").get("meta")
+    except CorruptArtifact as exc:
+        return None, (f"the training's record is not shown: {exc}",)
+    return (meta if isinstance(meta, dict) else None), ()
+
+
+def training_run(run: RunRecord) -> str | None:
+    """`<spec>/<run id>` of the oldest run that computed this run's train stage (the run that
+    trained its model; this run itself when it did), None when no run here did (the registry
+    holds the stage, not the run that built it)."""
+    h = ((run.lock or {}).get("stage_hashes") or {}).get("train")
+    if not h:
+        return None
+    import json
+
+    found = []
+    root = run.path.parents[1]
+    for lock_path in root.glob("*/*/lock.json"):
+        if lock_path.parts[-3].startswith("_"):
+            continue
+        try:
+            lock = json.loads(lock_path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if (isinstance(lock, dict) and (lock.get("stage_hashes") or {}).get("train") == h
+                and "train" in (lock.get("computed") or [])):
+            found.append((str(lock.get("started") or ""), f"{lock_path.parts[-3]}/{lock_path.parts[-2]}"))
+    return min(found)[1] if found else None
 
 
 def _load_or_damaged(run_dir: Path, settle: float = 0.5, patience: float = 5.0) -> RunRecord:
@@ -204,10 +248,33 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def fmt_pct(share: Any) -> str:
+    """A share as a percentage without trailing zeros: 0.25 -> "25", 0.01 -> "1", 0.005 -> "0.5"."""
+    if not is_num(share):
+        return "n/a"
+    p = 100.0 * float(share)
+    if p != 0 and abs(p) < 0.01:
+        return f"{p:.1e}"
+    return f"{p:.3g}" if abs(p) >= 1 else f"{p:.2g}"
+
+
+def sig3(x: float) -> str:
+    """Three significant digits, trailing zeros kept: 46.0, 1.80, 153, 0.153."""
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return fmt(x)
+    decimals = max(0, 2 - int(math.floor(math.log10(abs(x)))))
+    return f"{x:.{decimals}f}"
+
+
 def fmt_seconds(seconds: float | None) -> str:
-    """A wall time: ms below a second, else s."""
+    """A wall time: "153 ms" below a second, "46.0 s" below a minute, then "7 min 46 s"."""
+    if not is_num(seconds):
+        return "—"
+    if abs(seconds) >= 60:
+        return fmt_duration(seconds)
     scale, unit = time_unit(seconds)
-    return "—" if not is_num(seconds) else f"{fmt(float(seconds) * scale)} {unit}"
+    return f"{sig3(float(seconds) * scale)} {unit}"
 
 
 def time_unit(seconds: float | None) -> tuple[float, str]:
@@ -216,14 +283,15 @@ def time_unit(seconds: float | None) -> tuple[float, str]:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
+    """A run's or a stage's length: "46.2 s", "7 min 46 s", "1 h 05 min" (ms below a second)."""
+    if not is_num(seconds):
         return "—"
+    if abs(seconds) < 60:
+        return fmt_seconds(seconds)
     s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f}s"
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
 def fmt_time(dt: datetime | None) -> str:

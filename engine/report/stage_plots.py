@@ -101,7 +101,7 @@ def reliability(stage: StageResult, bins: int = 10) -> bytes:
     ax.set_ylabel("share that are true parents")
     ax.set_title(f"Stage {stage.name}: reliability (marker area = entries in the bin)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     return png(fig)
 
 
@@ -145,7 +145,7 @@ def speedup(stage: StageResult) -> bytes:
         ax.set_xlabel("expert's posterior time / method's time" if metric == "speedup"
                       else "expert's whole run (prior + trials) / method's time")
         ax.set_ylabel("graphs")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Stage {stage.name}: per-graph speedup (shaded: 95% interval of the median)", fontsize=9)
     return png(fig)
 
@@ -194,7 +194,7 @@ def f1_by_size(evaluation: Evaluation) -> bytes:
         ax.grid(alpha=0.3)
     for ax in axes[len(stages):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower left")
     return png(fig)
 
 
@@ -279,5 +279,5 @@ def transfer(evaluation: Evaluation) -> bytes:
     ax.set_ylabel("F1 (pooled) [95% CI]")
     ax.set_title("F1 of the target's parents on every evaluation stage", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncols=min(len(names), 4))
+    ax.legend(fontsize=7, ncols=min(len(names), 4), loc="lower left")
     return png(fig)

@@ -8,16 +8,22 @@ Metric names, directions and descriptions come from the catalog.
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.evaluate.catalog import METRICS, SIDES
 from engine.evaluate.record import Estimate, Evaluation, StageResult
 from engine.report.run import fmt, is_num
 from engine.report.tables import Cell, Grid, _c, estimate_text
 
 KEY_METRICS = ("f1", "precision", "recall", "auroc", "auprc", "shd", "graph_f1", "graph_shd",
-               "seconds", "speedup", "full_speedup")
+               "seconds", "speedup", "full_speedup",
+               # [optimize] problems' episodes (a column shows only where a method has it)
+               "simple_regret", "cumulative_regret", "gap_closure", "trials_to_95")
 LABELS = {"f1": "F1", "precision": "Precision", "recall": "Recall", "auroc": "AUROC",
           "auprc": "AUPRC", "shd": "SHD", "graph_f1": "Graph F1", "graph_shd": "Graph SHD",
-          "seconds": "Time", "speedup": "Speedup", "full_speedup": "Full speedup"}
+          "seconds": "Time", "speedup": "Speedup", "full_speedup": "Full speedup",
+          "simple_regret": "Simple regret", "cumulative_regret": "Cumulative regret",
+          "gap_closure": "Gap closed", "trials_to_95": "Trials to 95%"}
 UNITS = {"seconds": "s", "speedup": "x", "full_speedup": "x"}
 METHOD_LABELS = {"pc": "PC", "ges": "GES"}
 MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
@@ -44,8 +50,8 @@ def _get(stage: StageResult, side: str, metric: str) -> Estimate | None:
 
 def _columns(stage: StageResult, names: list[str], metrics=KEY_METRICS) -> list[str]:
     """Those of `metrics` that at least one method has a value of."""
-    return [m for m in metrics
-            if any((e := _get(stage, s, m)) is not None and is_num(e.value) for s in names)]
+    return [m for m in metrics if m in METRICS
+            and any((e := _get(stage, s, m)) is not None and is_num(e.value) for s in names)]
 
 
 def _best(stage: StageResult, names: list[str], metric: str) -> set[str]:
@@ -154,3 +160,34 @@ def glossary_grid(evaluation: Evaluation) -> Grid:
     return Grid("Metrics", ["Column", "Direction", "Aggregate over graphs", "Meaning"], rows,
                 caption="pooled: computed once over every graph's entries; median / mean: of "
                         "the per-graph values")
+
+
+def _expert_text(expert: Any) -> str:
+    if not isinstance(expert, dict) or not expert.get("kind"):
+        return "—"
+    extra = [f"prior {expert['prior']}" if expert.get("prior") else "",
+             f"{expert['n_trials']} trials" if expert.get("n_trials") is not None else ""]
+    return str(expert["kind"]) + "".join(f", {x}" for x in extra if x)
+
+
+def stages_grid(evaluation: Evaluation) -> Grid:
+    """What each evaluation stage drew: its graph distribution, sizes, data and the expert's
+    settings there (from each stage's `info`)."""
+    rows = []
+    for st in evaluation.stages.values():
+        i = st.info
+        nodes = i.get("nodes")
+        size = (f"{nodes[0]}" if nodes[0] == nodes[1] else f"{nodes[0]}–{nodes[1]}") \
+            if isinstance(nodes, list) and len(nodes) == 2 else "—"
+        if i.get("observational"):
+            data = "observational rows only"
+        elif is_num(i.get("interventional_rows")):
+            data = f"{fmt(float(i['interventional_rows']))} interventional rows per graph"
+        else:
+            data = "—"
+        rows.append([_c(st.name), _c(str(i.get("graphs") or st.description or "—")),
+                     _c(st.n_graphs), _c(size),
+                     _c(fmt(float(i["mean_edges"])) if is_num(i.get("mean_edges")) else "—"),
+                     _c(data), _c(_expert_text(i.get("expert")))])
+    return Grid("Evaluation stages", ["Stage", "Graph distribution", "Graphs", "Nodes",
+                                      "Edges (mean)", "Data", "Expert"], rows)

@@ -2,7 +2,8 @@
 
 One builder per table keeps the three renderings in agreement. A tone is ``"good"``, ``"bad"``,
 ``"dim"`` or None; renderers map it to a colour. Evaluation tables are in
-:mod:`engine.report.stages`, gates in :mod:`engine.report.verdict`.
+:mod:`engine.report.stages`, gates in :mod:`engine.report.verdict`, training in
+:mod:`engine.report.training`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from engine.report.run import (
     RunRecord,
     fmt,
     fmt_duration,
+    fmt_pct,
     fmt_time,
     is_num,
     short_hash,
@@ -59,11 +61,14 @@ def fmt_interval(value: float | None, low: float | None, high: float | None, uni
     if not is_num(value):
         return "n/a"
     scale, suffix = 1.0, unit
+    if unit == "%":
+        text = f"{fmt_pct(value)}%"
+        if is_num(low) and is_num(high):
+            text += f" [{fmt_pct(low)}, {fmt_pct(high)}]"
+        return text
     if unit == "s":
         scale, u = time_unit(value)
         suffix = f" {u}"
-    elif unit == "%":
-        scale = 100.0
     text = f"{fmt(float(value) * scale)}{suffix}"
     if is_num(low) and is_num(high):
         text += f" [{fmt(float(low) * scale)}, {fmt(float(high) * scale)}]"
@@ -123,7 +128,7 @@ def runs_grid(runs: Iterable[RunRecord]) -> Grid:
     )
 
 
-# --------------------------------------------------------------------------- provenance, training
+# --------------------------------------------------------------------------- provenance
 
 
 def provenance_grid(run: RunRecord) -> Grid:
@@ -157,55 +162,3 @@ def provenance_grid(run: RunRecord) -> Grid:
         add("Versions", ", ".join(f"{k} {v}" for k, v in sorted(lock["versions"].items())))
     return Grid("Provenance", ["Field", "Value"], rows,
                 caption=None if run.lock else "no lock.json in this run folder")
-
-
-def training_grid(metrics: list[dict[str, Any]]) -> Grid | None:
-    """From ``metrics.jsonl``: each line covers one logging interval (``time_s`` is that
-    interval's wall time; ``loss_mean`` its mean loss, ``loss`` only its last batch's)."""
-    if not metrics:
-        return None
-    rows: list[list[Cell]] = []
-    last = metrics[-1]
-
-    def col(key: str) -> list[float]:
-        return [m[key] for m in metrics if is_num(m.get(key))]
-
-    key = "loss_mean" if col("loss_mean") else "loss"
-    loss, val = col(key), col("val_loss")
-    rows.append([_c("Steps logged / last step"), _c(f"{len(metrics)} / {fmt(last.get('step'))}")])
-    if loss:
-        label = "Loss (mean over each interval)" if key == "loss_mean" else "Loss (last batch)"
-        rows.append([_c(f"{label}: first → last (min)"),
-                     _c(f"{fmt(loss[0])} → {fmt(loss[-1])} ({fmt(min(loss))})")])
-    if val:
-        rows.append([_c("Validation loss: last (min)"), _c(f"{fmt(val[-1])} ({fmt(min(val))})")])
-        warning = overfitting(metrics, key)
-        if warning:
-            rows.append([_c("Warning"), (warning, "bad")])
-    eps = col("examples_per_s")
-    if len(eps) > 1:  # the first interval includes compiling the step
-        rows.append([_c("Examples / s (mean, first interval apart: it compiles)"),
-                     _c(sum(eps[1:]) / len(eps[1:]))])
-    elif eps:
-        rows.append([_c("Examples / s (one interval, compile included)"), _c(eps[0])])
-    times = col("time_s")
-    if times:
-        rows.append([_c("Training time (all logged intervals)"), _c(fmt_duration(sum(times)))])
-    lr = col("lr")
-    if lr:
-        rows.append([_c("Learning rate: last"), _c(lr[-1])])
-    return Grid("Training", ["Quantity", "Value"], rows)
-
-
-def overfitting(metrics: list[dict[str, Any]], key: str = "loss_mean") -> str | None:
-    """A warning when validation loss rose (by 5% or more) from its best while training loss fell."""
-    pts = [(m["step"], m["val_loss"], m.get(key)) for m in metrics
-           if is_num(m.get("val_loss")) and is_num(m.get("step"))]
-    if len(pts) < 2:
-        return None
-    best = min(pts, key=lambda p: p[1])
-    step, val, train = pts[-1]
-    if val <= best[1] * 1.05 or not (is_num(train) and is_num(best[2]) and train < best[2]):
-        return None
-    return (f"validation loss rose {fmt(best[1])} → {fmt(val)} (steps {best[0]} → {step}) while "
-            f"training loss fell {fmt(best[2])} → {fmt(train)}: the model is overfitting")

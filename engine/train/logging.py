@@ -2,12 +2,20 @@
 
 On a resume from step s, lines past s are dropped and TensorBoard events past s are purged
 (`purge_step`): those steps are replayed identically, so neither log holds duplicates.
+
+TensorBoard runs are named by spec and run id where the caller knows them (`name`, e.g.
+``phase2a/20261206-075316-f38f54``: a folder under ``tensorboard/``) and carry the spec's
+hyper-parameters (`hparams`, from :func:`hparams_of`) in the HParams dashboard. `acbo report`
+writes the same view of every run under ``reports/tensorboard/<spec>/<run id>/`` from the run's
+metrics.jsonl (engine.report.tensorboard), so ``tensorboard --logdir reports/tensorboard``
+lists every run by name.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -33,6 +41,44 @@ def device_memory(devices) -> dict[str, float]:
     return {"memory_gb": in_use / 1e9, "peak_memory_gb": peak / 1e9}
 
 
+HPARAM_SECTIONS = ("model", "loss", "train", "data", "expert")
+
+
+def hparams_of(spec: Any, sections: tuple[str, ...] = HPARAM_SECTIONS) -> dict[str, Any]:
+    """The spec's hyper-parameters as TensorBoard HParams take them: dotted names
+    (``train.optimizer.lr``) to a number, a bool or a string (lists and schedules as text),
+    plus ``spec`` and ``seed``. `spec`: a Spec or its JSON dump (resolved.json)."""
+    data = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec or {})
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix] = value
+        elif value is not None:
+            out[prefix] = json.dumps(value, sort_keys=True)
+
+    if data.get("name") is not None:
+        out["spec"] = str(data["name"])
+    if isinstance(data.get("seed"), int):
+        out["seed"] = data["seed"]
+    for section in sections:
+        if data.get(section) is not None:
+            walk(section, data[section])
+    return out
+
+
+def write_hparams(writer, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Record `hparams` (and the names of the `metrics` scalars they are compared on) in a
+    tensorboardX writer's own event file: the run shows in the HParams dashboard under its name."""
+    from tensorboardX.summary import hparams as hparams_summary
+
+    for summary in hparams_summary(hparams, metrics):
+        writer.file_writer.add_summary(summary)
+
+
 def _prefix(data: bytes, step: int) -> bytes:
     """The lines of a log up to `step`: what it held when checkpoint `step` was written (lines
     past it, or one torn by a kill, come after)."""
@@ -49,13 +95,16 @@ def _prefix(data: bytes, step: int) -> bytes:
 
 
 class MetricsLog:
-    """`metrics.jsonl` plus, with `tensorboard`, event files under `tensorboard/` beside it.
+    """`metrics.jsonl` plus, with `tensorboard`, event files under `tensorboard/` beside it
+    (under `tensorboard/<name>/` with a `name`, e.g. "<spec>/<run id>"; with `hparams`, the
+    spec's hyper-parameters in the HParams dashboard, compared on loss_mean and val_loss).
 
     `digest()` goes into each checkpoint; resuming from it checks that the log's lines up to its
     step are still the ones written then."""
 
     def __init__(self, workdir: Path, resume_step: int, tensorboard: bool = True,
-                 expect_sha256: str | None = None):
+                 expect_sha256: str | None = None, name: str | None = None,
+                 hparams: dict[str, Any] | None = None):
         self.path = Path(workdir) / "metrics.jsonl"
         kept = _prefix(self.path.read_bytes() if self.path.exists() else b"", resume_step)
         if expect_sha256 is not None and sha256_bytes(kept) != expect_sha256:
@@ -69,9 +118,12 @@ class MetricsLog:
         if tensorboard and jax.process_index() == 0:
             from tensorboardX import SummaryWriter
 
+            logdir = Path(workdir) / "tensorboard"
             self._writer = SummaryWriter(
-                str(Path(workdir) / "tensorboard"), purge_step=resume_step + 1, flush_secs=30
+                str(logdir / name if name else logdir), purge_step=resume_step + 1, flush_secs=30
             )
+            if hparams:
+                write_hparams(self._writer, hparams, {"loss_mean": float("nan"), "val_loss": float("nan")})
 
     def write(self, record: dict) -> None:
         if jax.process_index() == 0:

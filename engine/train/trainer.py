@@ -39,7 +39,7 @@ from engine.train.sources import DemoSource, ModelSource, Phase, augment, build_
 from engine.train import checkpoint
 from engine.train.host import _fault_injection, _head, _put, learning_rate, load_model, save_model  # noqa: F401
 from engine.train.cost import step_seconds
-from engine.train.logging import MetricsLog, device_memory
+from engine.train.logging import MetricsLog, device_memory, hparams_of
 from engine.train.losses import build_loss
 from engine.train.parallel import batch_sharding, make_mesh, replicated, select_devices
 
@@ -293,8 +293,12 @@ class Trainer:
             state = _put(found[1], replicated(self.mesh))
             early = EarlyStop(**found[0].get("early", {}))
         step = int(state.step)
+        # TensorBoard: one run per spec and train stage (its folder), with the spec's hyper-parameters
+        named = hasattr(self.spec, "model_dump")
         log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard,
-                         expect_sha256=found[0].get("metrics_sha256") if found else None)
+                         expect_sha256=found[0].get("metrics_sha256") if found else None,
+                         name=f"{self.spec.name}/{Path(workdir).name.split('.')[0]}" if named else None,
+                         hparams=hparams_of(self.spec) if named else None)
 
         rep = replicated(self.mesh)
         phases = [dataclasses.replace(p, source=_put(p.source, rep)) for p in phases]
