@@ -473,8 +473,9 @@ def test_regret_curves_from_synthetic_arrays():
     r = regret.stage_regret(stage)
     assert list(r) == ["model"] and r["model"].shape == (T, E) and np.allclose(r["model"], (best + 2.0).T)
     assert regret.stage_regret(SimpleNamespace(optimum=None, sides={})) == {}
-    ev = SimpleNamespace(stages={"opt": stage})
-    assert regret.optimization_figure(ev).startswith(PNG_MAGIC)
+    assert regret.stage_figure(stage).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError):
+        regret.stage_figure(SimpleNamespace(name="held_out", optimum=None, sides={}))
 
 
 def test_numbers_read_the_same_everywhere():

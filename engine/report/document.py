@@ -126,13 +126,12 @@ def blocks(run: RunRecord, figure_names: list[str] | tuple[str, ...] = ()) -> li
             out += [("h3", stage_title(st)), ("p", stage_info(st)), ("rows", stage_grid(st, ev.n_boot))]
             if i == 0:
                 out += [("figure", f) for f in STAGE_FIGURES if f in figure_names]
-            elif stage_figure("roc_pr", st.name) in figure_names:
-                out.append(("figure", stage_figure("roc_pr", st.name)))
+            else:
+                out += [("figure", f) for f in (stage_figure("regret", st.name), stage_figure("roc_pr", st.name))
+                        if f in figure_names]
         if "f1_by_size" in figure_names:
             out.append(("figure", "f1_by_size"))
         out.append(("table", glossary_grid(ev)))
-    if "regret" in figure_names:
-        out += [("h2", "Optimization"), ("figure", "regret")]
     t = training_grid(run.metrics, run.train, run.spec)
     if t is not None or "loss" in figure_names:
         out.append(("h2", "Training"))

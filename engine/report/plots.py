@@ -156,10 +156,11 @@ def figures(run: RunRecord) -> dict[str, bytes]:
         jobs += [("transfer", sp.transfer, ev), ("roc_pr", sp.roc_pr, first),
                  ("reliability", sp.reliability, first), ("speedup", sp.speedup, first),
                  ("heatmaps", sp.heatmaps, first), ("graphs", graphs.drawn_graphs, first)]
-        # every other stage gets its ROC / PR curves beside its table
-        jobs += [(stage_figure("roc_pr", st.name), sp.roc_pr, st) for st in list(ev.stages.values())[1:]]
+        # every other stage gets its ROC / PR curves beside its table, an [optimize] problem its
+        # regret curves
+        jobs += [(stage_figure("regret", st.name), regret.stage_figure, st) if st.is_optimization
+                 else (stage_figure("roc_pr", st.name), sp.roc_pr, st) for st in list(ev.stages.values())[1:]]
         jobs.append(("f1_by_size", sp.f1_by_size, ev))
-        jobs.append(("regret", regret.optimization_figure, ev))
     if run.metrics:
         jobs.append(("loss", loss_curve, run.metrics))
     for name, fn, data in jobs:

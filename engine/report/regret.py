@@ -20,26 +20,22 @@ from engine.report.run import fmt
 
 
 def stage_regret(stage) -> dict[str, np.ndarray]:
-    """strategy -> [trials, episodes] simple regret (best outcome so far minus the optimum) of
-    an optimization stage; empty for a stage that is not one."""
-    optimum = getattr(stage, "optimum", None)
-    if optimum is None:
+    """strategy -> [trials, episodes] simple regret (the catalog's curve: best outcome so far
+    minus the optimum) of an optimization stage; empty for a stage that is not one."""
+    from engine.evaluate.catalog import simple_regret_curve
+
+    if getattr(stage, "optimum", None) is None:
         return {}
-    out = {}
-    for name, side in stage.sides.items():
-        best = getattr(side, "best_y", None)
-        if best is not None:
-            out[name] = (np.asarray(best, float) - np.asarray(optimum, float)[:, None]).T
-    return out
+    return {name: simple_regret_curve(stage, side).T for name, side in stage.sides.items()
+            if side.best_y is not None}
 
 
-def optimization_figure(evaluation) -> bytes:
-    """Regret curves of the first optimization stage of an evaluation record."""
-    for stage in evaluation.stages.values():
-        regret = stage_regret(stage)
-        if regret:
-            return regret_curves(regret, title=f"Stage {stage.name}: simple regret")
-    raise ValueError("no optimization stage")
+def stage_figure(stage) -> bytes:
+    """Regret curves of one optimization stage."""
+    regret = stage_regret(stage)
+    if not regret:
+        raise ValueError(f"stage {stage.name} is not an optimization problem")
+    return regret_curves(regret, title=f"{stage.name}: simple regret")
 
 
 def _check(regret: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
