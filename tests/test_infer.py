@@ -202,3 +202,93 @@ def test_python_api_takes_dataframes_and_arrays_and_gives_pandas_and_networkx(sm
         predictor.graph(bad)
     with pytest.raises(engine.infer.InferError, match="one column per name"):
         predictor.graph((frame.to_numpy(), ["A", "B"]))
+
+
+def test_graphml_threshold_and_the_runs_metadata(smoke_registry, files):
+    gml = files["dir"] / "thresholded.graphml"
+    run = run_dir(smoke_registry)
+    res = _run(run, files["data"], "--interventions", files["mask"], "--graphml", gml, "--threshold", "0.3",
+               "--output", files["dir"] / "thresholded.csv")
+    assert res.exit_code == 0, res.output
+    g = nx.read_graphml(gml)
+    probs = engine.load(run).graph(files["data"], files["mask"])
+    expected = {(NAMES[i], NAMES[j]) for i, j in zip(*np.nonzero(probs.probs > 0.3)) if i != j}
+    assert set(g.edges) == expected and all(a["prob"] > 0.3 for *_, a in g.edges(data=True))
+    assert g.graph["run"] == str(run) and g.graph["run_id"] == run.name and g.graph["spec"] == "smoke"
+    assert g.graph["model"] == "stats" and g.graph["threshold"] == 0.3 and g.graph["data"] == str(files["data"])
+    assert g.graph["spec_hash"] and g.graph["acbo_version"] == engine.__version__
+    assert f"model: stats of run {run}" in res.output
+
+
+def test_acbo_load_takes_a_model_file_and_is_callable(smoke_registry, files):
+    import pandas as pd
+
+    import acbo
+
+    predictor = acbo.load(run_dir(smoke_registry) / "model.eqx")
+    frame = pd.read_csv(files["data"])
+    graph = predictor(frame)
+    assert isinstance(graph, acbo.Graph) and list(graph.to_pandas().columns) == NAMES
+    np.testing.assert_allclose(graph.probs, predictor.graph((frame.to_numpy(), NAMES)).probs, atol=1e-6)
+    assert graph.to_networkx(threshold=0.9).graph["run"] == str(run_dir(smoke_registry))
+
+
+EVAL_ONLY = """
+version = 1
+name = "smoke_eval"
+seed = 5
+
+[stage]
+uses = "smoke"
+
+[scm]
+n_nodes = { low = 3, high = 5 }
+n_obs = 60
+graphs = [{ kind = "erdos_renyi", edges_per_node = 1.0 }]
+interventions = { kind = "hard", value = { dist = "uniform", low = -5.0, high = 5.0 }, rows_per_node = 2 }
+
+[expert]
+kind = "parent_scale"
+prior = { kind = "uniform", max_parents = 2 }
+n_trials = 0
+
+[data]
+n_graphs = 6
+demos_per_graph = 1
+split = { train = 0.0, validation = 0.0, heldout = 1.0 }
+
+[evaluation]
+timing_repeats = 1
+"""
+
+
+def test_infer_from_an_evaluation_only_run_follows_uses(smoke_registry, files, tmp_path):
+    import shutil
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "specs" / "smoke.toml", specs / "smoke.toml")
+    (specs / "smoke_eval.toml").write_text(EVAL_ONLY)
+    root = tmp_path / "reg"
+    shutil.copytree(smoke_registry, root)
+    res = CliRunner().invoke(app, ["apply", str(specs / "smoke_eval.toml"), "--registry", str(root), "--quiet"])
+    assert res.exit_code == 0, res.output
+    (evaluated,) = (root / "smoke_eval").iterdir()
+    res = _run(evaluated, files["data"], "--graphml", tmp_path / "g.graphml", "--output", tmp_path / "g.csv")
+    assert res.exit_code == 0, res.output
+    assert f"model: stats of run {evaluated}" in res.output and f"trained by run {root / 'smoke'}" in res.output
+    g = nx.read_graphml(tmp_path / "g.graphml")
+    assert g.graph["spec"] == "smoke_eval" and g.graph["trained_by_spec"] == "smoke"
+    assert Path(g.graph["trained_by_run"]).parent == root / "smoke"
+    direct = engine.load(run_dir(root)).graph(files["data"])
+    np.testing.assert_allclose(engine.load(evaluated).graph(files["data"]).probs, direct.probs, atol=1e-6)
+    # without a run of the spec that trained it, the model's shape is unknown: said so, with what to do
+    shutil.rmtree(root / "smoke")
+    with pytest.raises(engine.infer.InferError, match="no run of 'smoke' in .* records that model"):
+        engine.load(evaluated)
+
+
+def test_infer_quiet_prints_only_the_result(smoke_registry, files):
+    result = _run("smoke", files["data"], "--registry", smoke_registry, "--quiet", "--target", "C")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "parent,probability" and "model:" not in result.output

@@ -1,5 +1,6 @@
 """Staged evaluation end to end on a tiny spec: every declared stage, every method, one record."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -141,12 +142,15 @@ def test_gates_read_the_record_and_name_their_stage(staged):
 
 
 def test_a_second_gate_reuses_every_stage(staged):
+    """...and the run that recorded them: no duplicate run folder."""
     run, _, specs, root = staged
-    result = CliRunner().invoke(app, ["gate", str(specs / "staged.toml"), "--registry", str(root)])
+    before = sorted((root / "staged").iterdir())
+    result = CliRunner().invoke(app, ["gate", str(specs / "staged.toml"), "--registry", str(root), "--json"])
     assert result.exit_code in (0, 3, 4), result.output
-    lock = RunFolder(sorted((root / "staged").iterdir())[-1]).read_json("lock.json")
-    assert lock["computed"] == []
-    assert {"simulate.rff", "expert.rff", "evaluate"} <= set(lock["reused"])
+    doc = json.loads(result.stdout)
+    assert doc["new_run"] is False and doc["computed"] == []
+    assert sorted((root / "staged").iterdir()) == before
+    assert {"simulate.rff", "expert.rff", "evaluate"} <= set(doc["reused"])
 
 
 def test_a_missing_baseline_is_skipped_with_the_install_command(monkeypatch):
