@@ -44,7 +44,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine.cbo import grpo, regret  # noqa: E402
+from engine.cbo import environment, grpo, regret  # noqa: E402
 from engine.cbo.strategy import Problem  # noqa: E402
 from engine.spec.scm import ScmSpec  # noqa: E402
 from engine.train.trainer import TrainingStopped  # noqa: E402
@@ -145,13 +145,13 @@ def main():
 
     scms, datas = Simulator(spec, devices=jax.devices()[:1])(jax.random.PRNGKey(10_000 + args.seed), args.graphs)
     key = jax.random.PRNGKey(7)
-    methods = {"policy (greedy)": grpo.Choice(policy, True), "policy (sampled)": grpo.Choice(policy, False),
-               "random": grpo.Choice(None), "corr heuristic": CorrHeuristic()}
+    methods = {"policy (greedy)": environment.Choice(policy, True), "policy (sampled)": environment.Choice(policy, False),
+               "random": environment.Choice(None), "corr heuristic": CorrHeuristic()}
     results = {}
     for name, choice in methods.items():
-        ep = grpo.evaluate(choice, scms, datas, key, cfg)
+        ep = environment.evaluate(choice, scms, datas, key, cfg)
         res = regrets(scms, datas, np.asarray(ep.var), np.asarray(ep.value))
-        res["reward"] = grpo.mean_reward(ep)
+        res["reward"] = environment.mean_reward(ep)
         res["hit"] = np.asarray(ep.hit).mean(-1)
         results[name] = res
     n = args.graphs

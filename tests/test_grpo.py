@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine.cbo import grpo
+from engine.cbo import environment, grpo
 from engine.cbo.learned import LearnedPolicy
 from engine.cbo.policy import N_FEATURES, ActionDist, Policy
 from engine.spec.scm import ScmSpec
@@ -114,8 +114,8 @@ def test_learned_policy_is_an_acquisition():
 
     scm, data = Simulator(SCM, devices=jax.devices()[:1])(jax.random.PRNGKey(0), 1)
     scm, data = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, (scm, data))
-    problem, buffer = grpo.reset(scm, data, 3)
-    post = grpo.LinearBayesSurrogate(2)(buffer, problem)
+    problem, buffer = environment.reset(scm, data, 3)
+    post = environment.LinearBayesSurrogate(2)(buffer, problem)
     acq = LearnedPolicy(Policy(jax.random.PRNGKey(1), dim=8), greedy=False)
     state = acq.init(jax.random.PRNGKey(2), problem, buffer, post)
     for t in range(3):
@@ -147,8 +147,8 @@ def test_grpo_training_raises_the_reward_and_beats_random_on_held_out_graphs(tmp
 
     scms, datas = Simulator(SCM, devices=jax.devices()[:1])(jax.random.PRNGKey(12345), 256)
     key = jax.random.PRNGKey(7)
-    learned = grpo.mean_reward(grpo.evaluate(grpo.Choice(policy, greedy=False), scms, datas, key, TRAIN))
-    rand = grpo.mean_reward(grpo.evaluate(grpo.Choice(None), scms, datas, key, TRAIN))
+    learned = environment.mean_reward(environment.evaluate(environment.Choice(policy, greedy=False), scms, datas, key, TRAIN))
+    rand = environment.mean_reward(environment.evaluate(environment.Choice(None), scms, datas, key, TRAIN))
     diff = learned - rand  # paired: the same graphs
     assert diff.mean() - 3 * diff.std() / np.sqrt(len(diff)) > 0.05, (learned.mean(), rand.mean())
 

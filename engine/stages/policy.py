@@ -17,18 +17,18 @@ from engine.stages.context import StageContext
 
 
 def _surrogate(ctx: StageContext, cfg):
-    from engine.cbo import grpo
+    from engine.cbo import environment
 
     kind = ctx.spec.policy.surrogate
     if kind == "oracle":
-        return grpo.OracleSurrogate()
+        return environment.OracleSurrogate()
     if kind == "model":
         from engine.stages.optimize import _model_bytes
         from engine.train.host import load_model
 
         model = load_model(*_model_bytes(ctx, None))
-        return grpo.AmortizedEnvSurrogate(model, cfg.max_parents)
-    return grpo.LinearBayesSurrogate(cfg.max_parents)
+        return environment.AmortizedEnvSurrogate(model, cfg.max_parents)
+    return environment.LinearBayesSurrogate(cfg.max_parents)
 
 
 def load_policy(data: bytes, policy_spec):
