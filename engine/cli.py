@@ -384,7 +384,7 @@ def report(
                 raise UsageError("--compare: this acbo has no run comparison (engine.report.compare)") from None
             raise typer.Exit(compare_runs(_root(registry), compare[0], compare[1],
                                           _folder(reports, "reports folder"), as_json))
-        from engine.report import list_runs, runs_table, write_index, write_report
+        from engine.report import list_runs, runs_table, write_index, write_reports
 
         root = _root(registry)
         _folder(reports, "reports folder")
@@ -401,10 +401,8 @@ def report(
                                  keep_whole=("Spec", "Run", "Spec hash", "Git", "Started", "Duration", "Status"),
                                  drop=("Spec hash", "Started", "Git", "Expert F1", "Duration")))
         damaged = [run for run in runs if run.problem]
-        written = {}
-        for run in runs:
-            if not run.problem:
-                written[run.path] = write_report(run.path, reports)
+        # stale reports are drawn in parallel processes (matplotlib is CPU-bound), current ones skipped
+        written = write_reports([run.path for run in runs if not run.problem], reports)
         index = write_index(root, reports)
         if as_json:
             _print_json({
