@@ -258,9 +258,10 @@ def _evaluation_estimates(spec) -> dict[str, float]:
     return est
 
 
-# per-trial seconds of one episode on one core (engine.cbo.episode): EI's GP tables and ascent
-# (PARENT_SCALE's measured ~0.05 s), a policy's or random's pick, plus the model's forward pass
-_TRIAL_SECONDS = {"ei": 0.05, "policy": 0.005, "random": 0.001}
+# per-trial seconds of one episode on one core (engine.cbo.episode), from phase4_integration's
+# episodes at 10-20 nodes (measured at a load of ~2 per core, halved): EI's GP tables and ascent
+# over the belief's sets ~0.5 s, a policy's pick and the model's forward pass ~0.1 s, random ~0
+_TRIAL_SECONDS = {"ei": 0.5, "policy": 0.1, "random": 0.002}
 
 
 def _optimize_estimates(spec) -> dict[str, float]:
@@ -269,9 +270,9 @@ def _optimize_estimates(spec) -> dict[str, float]:
     opt, est, workers = spec.optimize, {}, 2
     if spec.policy is not None:
         pol = spec.policy
-        # one step: batch_graphs x group_size simulated outcomes and beliefs, measured ~20 ms at
-        # 16 x 8 on 10 nodes (2 cores); plus its compile
-        est["policy"] = 20.0 + pol.steps * 1.5e-4 * pol.batch_graphs * pol.group_size
+        # one step: batch_graphs x group_size simulated outcomes and beliefs; phase4_integration's
+        # 300 steps of 16 x 8 on 5-12 nodes took 93 s at a load of ~2 per core; plus its compile
+        est["policy"] = 30.0 + pol.steps * 1.2e-3 * pol.batch_graphs * pol.group_size
     for p in spec.optimize_problems():
         d = p.scm.max_nodes
         est[f"simulate.{p.name}"] = 2.0 + 2e-8 * p.n_graphs * (p.scm.n_obs + p.scm.n_int) * d * d
