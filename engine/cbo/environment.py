@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from engine.cbo.buffer import Buffer
-from engine.cbo.episode import outcome
+from engine.cbo.episode import outcome, problem_of
 from engine.cbo.policy import Policy, Tracker, features, target_stats, value_of
 from engine.cbo.posterior import ParentSetPosterior
 from engine.cbo.strategy import Problem
@@ -91,12 +91,9 @@ class AmortizedEnvSurrogate(eqx.Module):
 
 # --------------------------------------------------------------------------- the environment
 def reset(scm, data, n_trials: int) -> tuple[Problem, Buffer]:
-    """An episode's problem (the box: each variable's observational range) and first buffer."""
-    real = scm.var_mask
-    low = jnp.where(real, data.obs.min(0), 0.0)
-    high = jnp.where(real, data.obs.max(0), 0.0)
-    problem = Problem(scm.target.astype(jnp.int32), real, low, high, n_trials)
-    return problem, Buffer.from_dataset(data, n_trials)
+    """An episode's problem (the runner's: the box is each variable's observational range) and
+    first buffer."""
+    return problem_of(scm, data, n_trials), Buffer.from_dataset(data, n_trials)
 
 
 

@@ -84,20 +84,15 @@ def _summaries(posts: ParentSetPosterior):
 
 def problem_of(scm, data: Dataset, n_trials: int) -> Problem:
     """The episode's Problem: the SCM's target and real variables, each variable's observational
-    [min, max] as its allowed values (0 for padding), and the true parents (for the oracle)."""
-    obs = np.asarray(data.obs)
-    var_mask = np.asarray(scm.var_mask, bool)
-    target = int(scm.target)
-    d = var_mask.shape[0]
-    parents = (np.asarray(scm.adjacency)[:, target] != 0) & var_mask & (np.arange(d) != target)
-    return Problem(
-        target=jnp.asarray(target, jnp.int32),
-        var_mask=jnp.asarray(var_mask),
-        low=jnp.asarray(np.where(var_mask, obs.min(0), 0.0)),
-        high=jnp.asarray(np.where(var_mask, obs.max(0), 0.0)),
-        n_trials=n_trials,
-        parents=jnp.asarray(parents),
-    )
+    [min, max] as its allowed values (0 for padding), and the true parents (for the oracle).
+    Pure jnp: GRPO's jitted environment builds its episodes with it too."""
+    real = jnp.asarray(scm.var_mask, bool)
+    target = jnp.asarray(scm.target, jnp.int32)
+    d = real.shape[0]
+    parents = (jnp.asarray(scm.adjacency)[:, target] != 0) & real & (jnp.arange(d) != target)
+    obs = jnp.asarray(data.obs)
+    return Problem(target=target, var_mask=real, low=jnp.where(real, obs.min(0), 0.0),
+                   high=jnp.where(real, obs.max(0), 0.0), n_trials=n_trials, parents=parents)
 
 
 def run_episode(
