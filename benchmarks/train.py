@@ -30,11 +30,11 @@ def time_steps(trainer, demos, steps: int) -> tuple[float, float]:
     state = trainer.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     started = time.perf_counter()
-    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
+    state, losses, _ = trainer.run_steps(state, demos, key, steps)
     losses.block_until_ready()
     compile_s = time.perf_counter() - started
     started = time.perf_counter()
-    state, losses, _ = trainer._chunk_fn(state, demos, key, steps)
+    state, losses, _ = trainer.run_steps(state, demos, key, steps)
     losses.block_until_ready()
     return compile_s, (time.perf_counter() - started) / steps
 

@@ -23,6 +23,9 @@ STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
 # Bump a model kind's entry when its parameters or input features change: only the train
 # stages of that kind are then recomputed (a cached model of the old layout would not load).
 MODEL_VERSIONS = {"stats": 2}
+# Bump a stage's entry when its files change layout: that stage and those reading it recompute,
+# the ones before it (the expert's hours) stay cached. demonstrations 2: one .npy per field.
+STAGE_FORMATS = {"demonstrations": 2}
 
 
 class PlanError(Exception):
@@ -77,7 +80,8 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
 
     add("simulate", {"seed": seed, "scm": _dump(spec.scm), "n_graphs": spec.data.n_graphs}, [])
     add("expert", {"seed": seed, "expert": _dump(spec.expert)}, ["simulate"])
-    add("demonstrations", {"seed": seed, "data": _dump(spec.data, "data")}, ["expert"])
+    add("demonstrations", {"seed": seed, "data": _dump(spec.data, "data"),
+                           "format": STAGE_FORMATS["demonstrations"]}, ["expert"])
     if spec.trains:
         inputs = {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train, "train")}
         if spec.model.kind in MODEL_VERSIONS:

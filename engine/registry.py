@@ -254,12 +254,31 @@ class StageDir:
     def read_arrays(self, name: str) -> dict[str, np.ndarray]:
         return arrays_from_bytes(self.read_bytes(name))
 
+    def verified_path(self, name: str) -> Path:
+        """The path of a file of the completed stage, its checksum verified by streaming the
+        file once (never all of it in memory)."""
+        path = self.final / name
+        expected = self.manifest()["files"].get(name)
+        if expected is None:
+            raise CorruptArtifact(f"{path}: not recorded in {self.final / MANIFEST}; {self.hint}")
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            raise CorruptArtifact(f"{path}: missing; {self.hint}") from None
+        if actual != expected:
+            raise CorruptArtifact(f"{path}: checksum mismatch (the file changed after it was written); {self.hint}")
+        return path
+
+    def memmap(self, name: str) -> np.ndarray:
+        """A `.npy` file of the completed stage as a read-only memory map, checksum verified."""
+        return np.load(self.verified_path(name), mmap_mode="r", allow_pickle=False)
+
     def read_json(self, name: str) -> Any:
         return loads_json(self.read_bytes(name), self.final / name, self.hint)
 
     def verify(self) -> None:
         for name in self.manifest()["files"]:
-            self.read_bytes(name)
+            self.verified_path(name)
 
     def remove(self) -> None:
         for p in (self.final, self.partial):

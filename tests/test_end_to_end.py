@@ -62,11 +62,11 @@ def test_corrupted_artifact_is_named_and_recomputed_with_force(applied, tmp_path
     root = tmp_path / "reg"
     shutil.copytree(applied, root)
     lock = json.loads((_runs(root)[-1] / "lock.json").read_text())  # smoke's own stage, not another spec's
-    demos = root / "_stages" / "demonstrations" / lock["stage_hashes"]["demonstrations"] / "train.npz"
+    demos = root / "_stages" / "demonstrations" / lock["stage_hashes"]["demonstrations"] / "train.obs.npy"
     demos.write_bytes(demos.read_bytes()[:-10] + b"corrupted!")
     bad = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root)])
     assert bad.exit_code == 2
-    assert "train.npz" in bad.output and "checksum mismatch" in bad.output and "--force" in bad.output
+    assert "train.obs.npy" in bad.output and "checksum mismatch" in bad.output and "--force" in bad.output
     assert "Traceback" not in bad.output
     good = CliRunner().invoke(app, ["apply", str(SPECS / "smoke.toml"), "--registry", str(root), "--force"])
     assert good.exit_code == 0, good.output

@@ -78,7 +78,7 @@ def test_accumulation_gives_the_same_update():
     out = []
     for k in (1, 4):
         t = trainer(f"train.accumulate={k}")
-        state, losses, _ = t._chunk_fn(t.init(jax.random.PRNGKey(0)), demos, key, 3)
+        state, losses, _ = t.run_steps(t.init(jax.random.PRNGKey(0)), demos, key, 3)
         out.append((params(state.model), np.asarray(losses)))
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5)
     for a, b in zip(out[0][0], out[1][0]):
@@ -91,7 +91,7 @@ def test_ema_follows_the_warmed_up_recursion():
     state = t.init(jax.random.PRNGKey(0))
     expected = params(state.model)
     for step in range(1, 4):
-        state, _, _ = t._chunk_fn(state, demos, key, 1)
+        state, _, _ = t.run_steps(state, demos, key, 1)
         decay = min(0.9, (1 + step) / (10 + step))
         expected = [decay * e + (1 - decay) * p for e, p in zip(expected, params(state.model))]
     for a, b in zip(params(state.ema), expected):
@@ -142,7 +142,7 @@ def test_bf16_loss_is_close_and_state_stays_float32():
     losses = []
     for precision in ("fp32", "bf16"):
         t = trainer(f'train.precision="{precision}"')
-        state, loss, _ = t._chunk_fn(t.init(jax.random.PRNGKey(0)), demos, key, 2)
+        state, loss, _ = t.run_steps(t.init(jax.random.PRNGKey(0)), demos, key, 2)
         losses.append(np.asarray(loss))
         dtypes = {a.dtype for a in jax.tree.leaves(eqx.filter((state.model, state.opt_state), eqx.is_inexact_array))}
         assert dtypes == {jnp.dtype("float32")}

@@ -55,6 +55,12 @@ class Demonstrations(eqx.Module):
     def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "Demonstrations":
         return cls(**{f: jnp.asarray(arrays[f]) for f in cls.__dataclass_fields__})
 
+    @classmethod
+    def on_host(cls, arrays: dict[str, np.ndarray]) -> "Demonstrations":
+        """Demonstrations kept as the given NumPy arrays (memory maps stay maps): training
+        streams batches from them (engine.train.sources.DemoStream)."""
+        return cls(**{f: arrays[f] for f in cls.__dataclass_fields__})
+
 
 
 class Batch(eqx.Module):
@@ -70,32 +76,59 @@ class Batch(eqx.Module):
     adjacency: Bool[Array, "B d d"]
 
 
-def gather(demos: Demonstrations, index: Int[Array, " B"]) -> Batch:
-    """Materialise demonstrations `index` as model inputs (jit-able, a pure gather)."""
+def select(demos: Demonstrations, index) -> Demonstrations:
+    """Demonstrations `index` ([N] or [S, N]) with their graphs' arrays, one graph entry per
+    demonstration. Generic over where it runs: inside jit with a traced index, or on the host
+    with a NumPy index into NumPy arrays or memory maps (which then read only these rows)."""
     g = demos.demo_graph[index]
-    k = demos.demo_k[index]
-    obs = demos.obs[g]
-    rows = demos.rows_values[g]
-    ind = demos.rows_mask[g].astype(obs.dtype)
-    x = jnp.concatenate(
-        [
-            jnp.stack([obs, jnp.zeros_like(obs)], axis=-1),
-            jnp.stack([rows, ind], axis=-1),
-        ],
-        axis=1,
-    )
-    n_obs, n_rows = obs.shape[1], rows.shape[1]
-    used = demos.rows_valid[g] & (jnp.arange(n_rows)[None, :] < k[:, None])
-    row_mask = jnp.concatenate([jnp.ones((index.shape[0], n_obs), bool), used], axis=1)
-    return Batch(
-        x=x,
-        row_mask=row_mask,
+    return Demonstrations(
+        obs=demos.obs[g],
+        rows_values=demos.rows_values[g],
+        rows_mask=demos.rows_mask[g],
+        rows_valid=demos.rows_valid[g],
         var_mask=demos.var_mask[g],
         target=demos.target[g],
         parents=demos.parents[g],
+        graph_id=demos.graph_id[g],
+        demo_graph=g,  # not read again: demonstration i's graph is entry i
+        demo_k=demos.demo_k[index],
         expert=demos.expert[index],
         adjacency=demos.adjacency[g],
     )
+
+
+def assemble(rows: Demonstrations) -> Batch:
+    """Model inputs and labels of `rows`, whose demonstration i sits on graph entry i (as
+    `select` gives them): observational rows, then the first k interventional rows with their
+    indicators. Jit-able."""
+    obs = jnp.asarray(rows.obs)
+    values = jnp.asarray(rows.rows_values)
+    ind = jnp.asarray(rows.rows_mask).astype(obs.dtype)
+    x = jnp.concatenate(
+        [
+            jnp.stack([obs, jnp.zeros_like(obs)], axis=-1),
+            jnp.stack([values, ind], axis=-1),
+        ],
+        axis=1,
+    )
+    b, n_obs, n_rows = obs.shape[0], obs.shape[1], values.shape[1]
+    k = jnp.asarray(rows.demo_k)
+    used = jnp.asarray(rows.rows_valid) & (jnp.arange(n_rows)[None, :] < k[:, None])
+    row_mask = jnp.concatenate([jnp.ones((b, n_obs), bool), used], axis=1)
+    return Batch(
+        x=x,
+        row_mask=row_mask,
+        var_mask=jnp.asarray(rows.var_mask),
+        target=jnp.asarray(rows.target),
+        parents=jnp.asarray(rows.parents),
+        expert=jnp.asarray(rows.expert),
+        adjacency=jnp.asarray(rows.adjacency),
+    )
+
+
+def gather(demos: Demonstrations, index: Int[Array, " B"]) -> Batch:
+    """Materialise demonstrations `index` as model inputs (jit-able, a pure gather)."""
+    return assemble(select(demos, index))
 
 
 def snapshot_steps(n_valid: int, count: int) -> list[int]:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.data.demos import gather, split_graphs
+from engine.data.demos import assemble, select, split_graphs
 from engine.data.online import truth_split
 from engine.stages import demonstrations, simulate
 from engine.stages.context import StageContext
@@ -34,7 +34,7 @@ def prediction_check(model, validation, threshold: float, limit: int = 512, chun
     top, predicted, parents = 0.0, 0, 0
     n = min(validation.n_demos, limit)
     for start in range(0, n, chunk):
-        batch = gather(validation, jnp.arange(start, min(start + chunk, n)))
+        batch = assemble(select(validation, np.arange(start, min(start + chunk, n))))
         mask = np.asarray(candidates(batch))
         p = np.asarray(probs_of(model, batch))[mask]
         top = max(top, float(p.max()) if p.size else 0.0)

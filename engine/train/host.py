@@ -1,5 +1,5 @@
 """Host-side helpers of the training loop: model files, device placement, the learning rate
-for the log, the validation subset, and the tests' fault injection."""
+for the log, and the tests' fault injection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import equinox as eqx
 import jax
 
-from engine.data.demos import Demonstrations
 from engine.registry import write_atomic
 
 
@@ -30,15 +29,6 @@ def _put(tree, sharding):
     """device_put the arrays of a pytree that also holds functions and static fields."""
     arrays, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jax.device_put(arrays, sharding), static)
-
-
-def _head(demos: Demonstrations, n: int) -> Demonstrations:
-    """The first `n` demonstrations (a fixed validation subset)."""
-    return eqx.tree_at(
-        lambda d: (d.demo_graph, d.demo_k, d.expert),
-        demos,
-        (demos.demo_graph[:n], demos.demo_k[:n], demos.expert[:n]),
-    )
 
 
 def save_model(path: Path, model) -> str:

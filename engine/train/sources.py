@@ -13,7 +13,9 @@ chunk function per phase and never lets a chunk cross a phase boundary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -21,23 +23,83 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
-from engine.data.demos import Batch, Demonstrations, gather
+from engine.data.demos import Batch, Demonstrations, assemble, select
 from engine.data.online import simulated_batch
 
 
-class DemoSource(eqx.Module):
-    """Uniform draws (with replacement) from the demonstrations `pool` (all when None)."""
+class FedRows(eqx.Module):
+    """The in-step half of a DemoStream: the step's demonstrations, fed from the host, as the
+    batch (augmented with the step's key)."""
 
-    demos: Demonstrations
-    pool: Int[Array, " P"] | None = None
     augment: bool = eqx.field(static=True, default=True)
 
-    def __call__(self, key, step, batch_size: int) -> Batch:
+    def __call__(self, key, step, rows: Demonstrations) -> Batch:
+        batch = assemble(rows)
         key = jax.random.fold_in(key, step)
-        size = self.demos.demo_graph.shape[0] if self.pool is None else self.pool.shape[0]
-        idx = jax.random.randint(key, (batch_size,), 0, size)
-        batch = gather(self.demos, idx if self.pool is None else self.pool[idx])
-        return augment(batch, jax.random.fold_in(key, 1)) if self.augment else batch
+        return augment_batch(batch, jax.random.fold_in(key, 1)) if self.augment else batch
+
+
+@dataclass(frozen=True)
+class DemoStream:
+    """Uniform draws (with replacement) from demonstrations kept on the host, as NumPy arrays
+    or memory maps (the demonstrations stage's files): the set is never on a device and never
+    wholly in memory. Step t's indices are drawn from `fold_in(key, t)`, as a pure function of
+    (key, t); each process reads only its own rows of the global batch, and the step's program
+    assembles them (`in_step`). `pool` restricts the draws (a curriculum stage's graph sizes)."""
+
+    demos: Demonstrations
+    pool: np.ndarray | None = None
+    augment: bool = True
+    max_fed_bytes: int = 256 << 20  # host rows one scanned call may take
+
+    @property
+    def in_step(self) -> FedRows:
+        return FedRows(self.augment)
+
+    @property
+    def size(self) -> int:
+        return int(self.demos.demo_graph.shape[0] if self.pool is None else self.pool.shape[0])
+
+    def step_bytes(self, batch_size: int) -> int:
+        """Bytes of one step's rows."""
+        per_demo = sum(a[0].nbytes if a.ndim else a.itemsize for a in jax.tree.leaves(self.demos))
+        return batch_size * per_demo
+
+    def max_steps(self, batch_size: int) -> int:
+        """The most steps one call may take within `max_fed_bytes` (a power of two: few programs)."""
+        fits = max(1, self.max_fed_bytes // max(1, self.step_bytes(batch_size)))
+        return 2 ** int(math.log2(fits))
+
+    def indices(self, key, start: int, n: int, batch_size: int) -> np.ndarray:
+        """Indices [n, batch_size] into the demonstrations of steps start .. start + n - 1."""
+        idx = np.asarray(_draws(key, jnp.arange(start, start + n), batch_size, self.size))
+        return idx if self.pool is None else np.asarray(self.pool)[idx]
+
+    def feed(self, key, start: int, n: int, batch_size: int, sharding) -> Demonstrations:
+        """The rows of steps start .. start + n - 1 as global arrays [n, batch_size, ...] laid out
+        by `sharding` (over the batch axis); this process reads and sends only its own rows."""
+        index = self.indices(key, start, n, batch_size)
+        lo, hi = _local_rows(sharding, (n, batch_size))
+        rows = select(self.demos, index[:, lo:hi])
+        return jax.tree.map(
+            lambda a: jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(a), (n, batch_size, *a.shape[2:])),
+            rows,
+        )
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _draws(key, steps, batch_size: int, size: int):
+    return jax.vmap(lambda t: jax.random.randint(jax.random.fold_in(key, t), (batch_size,), 0, size))(steps)
+
+
+def _local_rows(sharding, shape: tuple[int, int]) -> tuple[int, int]:
+    """[lo, hi): the rows of the batch axis (axis 1) this process's devices hold."""
+    spans = {(s[1].start or 0, shape[1] if s[1].stop is None else s[1].stop)
+             for s in sharding.addressable_devices_indices_map(shape).values()}
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    if sum(b - a for a, b in spans) != hi - lo:
+        raise ValueError("this process's devices do not hold one contiguous block of the batch")
+    return lo, hi
 
 
 class ModelSource(eqx.Module):
@@ -75,7 +137,7 @@ class Phase:
     description: str
 
 
-def augment(batch: Batch, key) -> Batch:
+def augment_batch(batch: Batch, key) -> Batch:
     """Label-preserving noise against memorising 100 graphs: flip each variable's sign (parents
     do not depend on it) and drop a fifth of the observational rows (a bootstrap-like resample)."""
     k1, k2 = jax.random.split(key)
@@ -123,8 +185,7 @@ def build_phases(spec, train: Demonstrations | None = None) -> list[Phase]:
                     f"{scm_spec.sizes} nodes (the training split has sizes "
                     f"{sorted(set(n_vars.tolist()))})"
                 )
-            pool = jnp.asarray(pool)
-        source = DemoSource(train, pool, tspec.augment)
+        source = DemoStream(train, pool, tspec.augment)
         n = train.n_demos if pool is None else int(pool.shape[0])
         out.append(Phase(i, start, stop, source, f"{n} demonstrations, {_describe(scm_spec)}"))
     return out

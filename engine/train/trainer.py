@@ -34,14 +34,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.data.demos import Batch, Demonstrations, gather
-from engine.train.sources import DemoSource, ModelSource, Phase, augment, build_phases, phase_at  # noqa: F401
+from engine.data.demos import Batch, Demonstrations, assemble, select
+from engine.train.sources import DemoStream, FedRows, ModelSource, Phase, build_phases, phase_at  # noqa: F401
 from engine.train import checkpoint
-from engine.train.host import _fault_injection, _head, _put, learning_rate, load_model, save_model  # noqa: F401
+from engine.train.host import _fault_injection, _put, learning_rate, load_model, save_model  # noqa: F401
 from engine.train.cost import step_seconds
 from engine.train.logging import MetricsLog, device_memory, hparams_of
 from engine.train.losses import build_loss
-from engine.train.parallel import batch_sharding, make_mesh, replicated, select_devices
+from engine.train.parallel import (batch_sharding, fed_sharding, local_tree, local_value, is_lead, make_mesh,
+                                   replicated, select_devices, sync)
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Trainer:
         self.cast_inputs = self.bf16 and self.objective is None and _bf16_inputs_supported(self.spec.model)
         self._chunk_fn = eqx.filter_jit(self._chunk)
         self._eval_fn = eqx.filter_jit(self._eval_loss)
-        self.sample_batch = eqx.filter_jit(self._sample)
+        self._sample_fn = eqx.filter_jit(self._sample)
 
     def init(self, key, source=None) -> TrainState:
         """The state before step 0; a ModelSource `source` gives the carry."""
@@ -175,21 +176,45 @@ class Trainer:
         total, aux = self.loss_fn(model, batch, dual)
         return total.astype(jnp.float32), aux
 
-    def _source(self, data) -> eqx.Module:
-        """A batch source: demonstrations are drawn uniformly (the default phase's source)."""
-        return DemoSource(data, None, self.spec.train.augment) if isinstance(data, Demonstrations) else data
+    def _source(self, data):
+        """A batch source: demonstrations are streamed from the host, drawn uniformly (the
+        default phase's source)."""
+        if isinstance(data, Demonstrations):
+            host = Demonstrations.on_host({f: np.asarray(a) for f, a in data.to_numpy().items()})
+            return DemoStream(host, None, self.spec.train.augment)
+        return data
 
-    def _sample(self, data, key, step) -> Batch:
-        """Batch `step` of `data` (demonstrations or a source): a pure function of (key, step),
-        sharded over the mesh's data axis."""
-        batch = self._source(data)(key, step, self.spec.train.batch_size)
+    def _feed(self, stream: DemoStream, key, start: int, n: int) -> Demonstrations:
+        return stream.feed(key, start, n, self.spec.train.batch_size, fed_sharding(self.mesh))
+
+    def run_steps(self, state: TrainState, data, key, n: int, with_aux: bool = False, step: int | None = None):
+        """`n` updates from `state` drawing from `data` (demonstrations or a source): one
+        compiled call, (state, losses [n], finite [n]) and with `with_aux` the aux terms.
+        `step`: state's step when the caller knows it (saves a device read)."""
+        source = self._source(data)
+        if isinstance(source, DemoStream):
+            start = int(local_value(state.step)) if step is None else step
+            fed = self._feed(source, key, start, n)
+            return self._chunk_fn(state, source.in_step, key, n, with_aux, fed)
+        return self._chunk_fn(state, source, key, n, with_aux)
+
+    def sample_batch(self, data, key, step: int) -> Batch:
+        """Batch `step` of `data` (demonstrations or a source): a pure function of (key, step)."""
+        source = self._source(data)
+        if isinstance(source, DemoStream):
+            rows = jax.tree.map(lambda a: a[0], self._feed(source, key, step, 1))
+            return self._sample_fn(source.in_step, key, jnp.int32(step), rows)
+        return self._sample_fn(source, key, step)
+
+    def _sample(self, source, key, step, rows=None) -> Batch:
+        batch = source(key, step, rows) if isinstance(source, FedRows) else source(key, step, self.spec.train.batch_size)
         return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh))
 
-    def _draw(self, data, key, state: TrainState):
-        """(batch, carry) of step `state.step`: a ModelSource reads the model and the carry."""
-        source = self._source(data)
+    def _draw(self, source, key, state: TrainState, rows=None):
+        """(batch, carry) of step `state.step`: a ModelSource reads the model and the carry;
+        FedRows assemble the rows the host fed for the step."""
         if not isinstance(source, ModelSource):
-            return self._sample(data, key, state.step), state.carry
+            return self._sample(source, key, state.step, rows), state.carry
         batch, carry = source(key, state.step, self.spec.train.batch_size, state.model, state.carry)
         return jax.lax.with_sharding_constraint(batch, batch_sharding(self.mesh)), carry
 
@@ -244,14 +269,15 @@ class Trainer:
             new = eqx.tree_at(lambda s: (s.step, s.skipped), new, (step, state.skipped + (~finite).astype(jnp.int32)))
         return (new, loss, finite, aux) if with_aux else (new, loss, finite)
 
-    def _chunk(self, state: TrainState, data, key, n: int, with_aux: bool = False):
-        """`n` steps drawing from `data` (demonstrations or a source), one scanned program:
-        (state, losses [n], finite [n]), and with `with_aux` the aux terms [n] per name."""
+    def _chunk(self, state: TrainState, source, key, n: int, with_aux: bool = False, fed=None):
+        """`n` steps drawing from `source` (in the step, or FedRows with the host's rows `fed`
+        [n, batch, ...]), one scanned program: (state, losses [n], finite [n]), and with
+        `with_aux` the aux terms [n] per name."""
         arrays, static = eqx.partition(state, eqx.is_array)
 
-        def one_step(arrays, _):
+        def one_step(arrays, rows):
             state = eqx.combine(arrays, static)
-            batch, carry = self._draw(data, key, state)
+            batch, carry = self._draw(source, key, state, rows)
             # the carry is data for the next step, not part of the update: it moves on even
             # when a non-finite update is skipped
             state = _with_carry(state, carry)
@@ -259,14 +285,15 @@ class Trainer:
             aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()} if with_aux else {}
             return eqx.filter(new, eqx.is_array), (loss, finite, aux)
 
-        arrays, (losses, finite, aux) = jax.lax.scan(one_step, arrays, None, length=n)
+        arrays, out = jax.lax.scan(one_step, arrays, fed, length=n)
+        # replicated, so every process reads the whole of them
+        losses, finite, aux = jax.lax.with_sharding_constraint(out, replicated(self.mesh))
         if with_aux:
             return eqx.combine(arrays, static), losses, finite, aux
         return eqx.combine(arrays, static), losses, finite
 
-    def _eval_loss(self, model, demos: Demonstrations, dual):
-        batch = gather(demos, jnp.arange(demos.demo_graph.shape[0]))
-        return self.loss_fn(model, batch, dual)[0]
+    def _eval_loss(self, model, rows: Demonstrations, dual):
+        return self.loss_fn(model, assemble(rows), dual)[0]
 
     # ------------------------------------------------------------------ the host loop
     def fit(
@@ -288,24 +315,27 @@ class Trainer:
         state = self.init(model_key, phases[0].source)
         ckpt_dir = Path(workdir) / "checkpoints"
         early = EarlyStop()
-        found = checkpoint.latest(ckpt_dir, state, warn=warn)
+        found = checkpoint.latest(ckpt_dir, local_tree(state), warn=warn)
         if found is not None:
             state = _put(found[1], replicated(self.mesh))
             early = EarlyStop(**found[0].get("early", {}))
         step = int(state.step)
         # TensorBoard: one run per spec and train stage (its folder), with the spec's hyper-parameters
         named = hasattr(self.spec, "model_dump")
+        # one writer of logs and checkpoints: the lead process of a multi-host run
         log = MetricsLog(workdir, step, tensorboard=tspec.tensorboard,
                          expect_sha256=found[0].get("metrics_sha256") if found else None,
                          name=f"{self.spec.name}/{Path(workdir).name.split('.')[0]}" if named else None,
-                         hparams=hparams_of(self.spec) if named else None)
+                         hparams=hparams_of(self.spec) if named else None) if is_lead() else None
 
         rep = replicated(self.mesh)
-        phases = [dataclasses.replace(p, source=_put(p.source, rep)) for p in phases]
+        phases = [dataclasses.replace(p, source=self._source(p.source)) for p in phases]
+        phases = [p if isinstance(p.source, DemoStream) else dataclasses.replace(p, source=_put(p.source, rep))
+                  for p in phases]
         phase = None
         val = None
         if validation is not None and validation.n_demos:
-            val = _put(_head(validation, 512), rep)
+            val = _put(select(validation, np.arange(min(validation.n_demos, 512))), rep)  # a fixed subset
         if tspec.early_stopping is not None and val is None:
             raise ValueError("train.early_stopping needs validation graphs: raise data.split.validation")
         on_chunk(step, float("nan"))
@@ -322,11 +352,14 @@ class Trainer:
                     if len(phases) > 1:
                         warn(f"curriculum stage {phase.index + 1}/{len(phases)} from step {step}: {phase.description}")
                 room = min(self.chunk - step % self.chunk, tspec.steps - step, phase.stop - step)
+                stream = phase.source if isinstance(phase.source, DemoStream) else None
+                if stream is not None:
+                    room = min(room, stream.max_steps(tspec.batch_size))
                 n = pace.steps(room, deadline if alone else None)
                 started = time.perf_counter()
-                new_state, losses, finite, *aux = self._chunk_fn(state, phase.source, data_key, n, with_aux)
-                losses, finite = np.asarray(losses), np.asarray(finite)
-                aux = {k: np.asarray(v) for k, v in aux[0].items()} if aux else {}
+                new_state, losses, finite, *aux = self.run_steps(state, phase.source, data_key, n, with_aux, step)
+                losses, finite = local_value(losses), local_value(finite)
+                aux = {k: local_value(v) for k, v in aux[0].items()} if aux else {}
                 elapsed = time.perf_counter() - started
                 pace.record(n, elapsed)
                 bad = [step + 1 + int(i) for i in np.flatnonzero(~finite)]
@@ -339,7 +372,7 @@ class Trainer:
                 if bad:
                     warn(
                         f"skipped the update of non-finite step(s) {', '.join(map(str, bad))} "
-                        f"({int(new_state.skipped)} skipped so far)"
+                        f"({int(local_value(new_state.skipped))} skipped so far)"
                     )
                 state, step = new_state, step + n
                 if step % tspec.log_every == 0 or step == tspec.steps:
@@ -349,8 +382,10 @@ class Trainer:
                 on_chunk(step, float(losses[-1]))
                 out_of_time = deadline is not None and time.time() > deadline
                 if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time or early.stopped:
-                    meta = {"early": vars(early), "metrics_sha256": log.digest()}
-                    checkpoint.save(ckpt_dir, step, state, meta, keep=tspec.keep)
+                    if log is not None:
+                        meta = {"early": vars(early), "metrics_sha256": log.digest()}
+                        checkpoint.save(ckpt_dir, step, local_tree(state), meta, keep=tspec.keep)
+                    sync(f"checkpoint {step}")  # none resumes from a checkpoint not yet written
                     _fault_injection(step)
                 if early.stopped:
                     warn(
@@ -364,12 +399,13 @@ class Trainer:
                         f"{tspec.steps}; a checkpoint is saved: run apply again to continue"
                     )
         finally:
-            log.close()
+            if log is not None:
+                log.close()
         self.summary = {
             "steps": step,
-            "skipped_steps": int(state.skipped),
+            "skipped_steps": int(local_value(state.skipped)),
             "stopped_early": early.stopped,
-            "dual": float(state.dual),
+            "dual": float(local_value(state.dual)),
         }
         if tspec.early_stopping is not None:
             self.summary.update(best_step=early.best_step, best_val_loss=early.best)
@@ -388,29 +424,35 @@ class Trainer:
             **extra,
         }
         if tspec.on_nonfinite == "skip":
-            record["skipped"] = int(state.skipped)
-        if float(state.dual):
-            record["dual"] = float(state.dual)
+            record["skipped"] = int(local_value(state.skipped))
+        if float(local_value(state.dual)):
+            record["dual"] = float(local_value(state.dual))
         if val is not None:
-            record["val_loss"] = float(self._eval_fn(state.eval_model, val, state.dual))
+            # every process evaluates (one program), so all take the same early-stopping decision
+            record["val_loss"] = float(local_value(self._eval_fn(state.eval_model, val, state.dual)))
             stop = tspec.early_stopping
             if stop is not None:
                 if record["val_loss"] < early.best - stop.min_delta:
                     early.best, early.best_step, early.since = record["val_loss"], step, 0
-                    checkpoint.save_best(ckpt_dir, step, state.eval_model, {"val_loss": early.best})
+                    if log is not None:
+                        checkpoint.save_best(ckpt_dir, step, local_tree(state.eval_model), {"val_loss": early.best})
                 else:
                     early.since += 1
                     early.stopped = early.since >= stop.patience
         record.update(device_memory(self.devices))
-        log.write(record)
+        if log is not None:
+            log.write(record)
 
     def final_model(self, state: TrainState, workdir: Path):
-        """The model to ship: the best one under early stopping, else the (EMA) final one."""
+        """The model to ship, on the host: the best one under early stopping, else the (EMA)
+        final one."""
+        model = local_tree(state.eval_model)
         if self.spec.train.early_stopping is not None:
+            sync("best model")
             path = Path(workdir) / "checkpoints" / checkpoint.BEST
             if path.exists():
-                return checkpoint.read(path, state.eval_model)[1]
-        return state.eval_model
+                return checkpoint.read(path, model)[1]
+        return model
 
 
 def _with_carry(state: TrainState, carry) -> TrainState:
