@@ -7,7 +7,9 @@
     predictor(df).to_pandas()                          # the same as predictor.graph(df)
 
 Data are standardised per variable by their observational rows (rows with no intervention), as
-the simulator standardises training data, so predictions do not depend on units.
+the simulator standardises training data, so predictions do not depend on units. Count data
+(`predictor.counts`, by default whether the model was trained on `standardize = "log_cpm"`)
+first become log2 counts per million, as AVICI standardises single-cell counts.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Predictor:
         self.run_dir, self.model, self.model_spec = Path(run_dir), model, model_spec
         self.max_memory_gb = max_memory_gb
         self.row_chunk: int | None = None  # the row chunk of the last call, where one was needed
+        self.counts = False  # the data are counts: standardised as log2 counts per million
         self.metadata: dict = {"run": str(self.run_dir), "model": model_spec.kind}  # load() adds more
         import equinox as eqx
         import jax
@@ -118,7 +121,7 @@ class Predictor:
 
     def _inputs(self, data, interventions):
         table, mask = inputs(data, interventions)
-        z = standardise(table.values, mask)
+        z = standardise(table.values, mask, counts=self.counts)
         x = np.stack([z, mask.astype(np.float32)], -1)  # interventional values in the same units
         n, d = z.shape
         return table, (x, np.ones(n, bool), np.ones(d, bool))
@@ -210,11 +213,12 @@ def load(run: str | Path, registry: Path | None = None) -> Predictor:
     run_dir = folder.path
     spec = _spec_of(folder)
     trained_by = None
-    model_spec = spec.model
+    model_spec, train_spec = spec.model, spec
     lock = _lock(folder, required=model_spec is None)
     if model_spec is None:  # an evaluation-only spec: the model is its upstream's
         trainer = _trainer_run(folder, spec, lock)
-        model_spec = _spec_of(trainer).model
+        train_spec = _spec_of(trainer)
+        model_spec = train_spec.model
         trained_by = trainer
         if not folder.has("model.eqx"):
             folder = trainer
@@ -222,6 +226,7 @@ def load(run: str | Path, registry: Path | None = None) -> Predictor:
         raise InferError(f"{folder.path}: no model.eqx (the run did not finish training)")
     model = _load_model(folder.read_bytes("model.eqx"), model_spec, folder.path / "model.eqx")
     predictor = Predictor(folder.path, model, model_spec)
+    predictor.counts = train_spec.scm.standardize == "log_cpm"
     predictor.metadata = _metadata(run_dir, spec, lock, model_spec, trained_by)
     return predictor
 

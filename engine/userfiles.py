@@ -240,14 +240,36 @@ def align_mask(data: Table, mask: Table | None) -> np.ndarray:
     return values.astype(bool)
 
 
-def standardise(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def log_cpm(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """AVICI's standardisation of count data, as the simulator's `standardize = "log_cpm"`
+    (engine.scm.technical.log_cpm) in NumPy: log2 counts per million of each row's non-zero
+    values, minus their smallest and over their standard deviation in the observational rows;
+    zeros (and all-zero rows) at 0."""
+    values = np.asarray(values, np.float64)
+    if (values < 0).any():
+        i, j = np.argwhere(values < 0)[0]
+        raise InferError(f"counts standardisation needs non-negative counts; row {i + 1}, column "
+                         f"{j + 1} holds {values[i, j]:g}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(values > 0, np.log2(values / values.sum(1, keepdims=True) * 1e6), np.nan)
+    ref = v[~mask.any(1)]
+    seen = np.isfinite(ref).any()
+    shift = np.nanmin(ref) if seen else 0.0
+    spread = np.nanstd(ref) if seen else 1.0
+    spread = spread if spread > 0 else 1.0
+    return np.where(np.isnan(v), 0.0, (v - shift) / spread)
+
+
+def standardise(values: np.ndarray, mask: np.ndarray, counts: bool = False) -> np.ndarray:
     """(x - mean) / std per variable over the observational rows (no intervention at all), in
     float64 so that values near float32's limit do not overflow; a variable with zero spread
-    keeps scale 1."""
+    keeps scale 1. `counts`: count data, first through `log_cpm` (as a model trained on
+    `standardize = "log_cpm"` data saw them; the models' own per-variable scaling undoes the
+    z-score)."""
     obs = ~mask.any(1)
     if obs.sum() < 2:
         raise InferError("need at least 2 observational rows (rows with no intervention) to standardise")
-    values = np.asarray(values, np.float64)
+    values = log_cpm(values, mask) if counts else np.asarray(values, np.float64)
     loc = values[obs].mean(0)
     sd = values[obs].std(0)
     sd = np.where(sd > 0, sd, 1.0)

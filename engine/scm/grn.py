@@ -8,7 +8,9 @@ over parents i of |k_ij| Hill(x_i) with Hill(x) = x^n / (h^n + x^n) (activation,
 h^n / (h^n + x^n) (repression, k_ij < 0), h_ij the parent's mean-field steady state (where either
 Hill term is 1/2, so that state is mf_j = (basal_j + sum_i |k_ij| / 2) / decay_j in closed form).
 Each cell is an independent path from the mean-field state to t_end; an intervention clamps the
-gene at its value (knockout: 0) by zeroing its drift and diffusion.
+gene at its value (knockout: 0) by zeroing its drift and diffusion. With technical noise
+(engine.scm.technical) the cells are then measured: every gene, clamped ones too, is scaled,
+dropped out and counted as a sequencing protocol would.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from jaxtyping import Array, Bool, Float
 
 from engine.scm import fastrand
 from engine.scm.params import draw
+from engine.scm.technical import TechnicalNoise, build_technical, log_cpm, log_cpm_reference, measure
 
 
 class GrnDynamics(eqx.Module):
@@ -40,6 +43,7 @@ class GrnDynamics(eqx.Module):
     dt: float = eqx.field(static=True)
     brownian: str = eqx.field(static=True, default="virtual_tree")
     shared_hill: float = eqx.field(static=True, default=0.0)  # > 0: every edge's coefficient
+    technical: TechnicalNoise | None = None  # how the cells are measured (None: as they are)
 
     def production(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
         x = jnp.maximum(x, 0.0)
@@ -74,8 +78,11 @@ def build_grn(spec, key, G: Float[Array, "d d"], order, var_mask: Bool[Array, " 
     start = jnp.where(var_mask, (basal + 0.5 * jnp.abs(k).sum(0)) / decay, 0.0)
     half = jnp.broadcast_to(jnp.maximum(start, 1e-6)[:, None], (d, d))
     shared = float(spec.hill) if isinstance(spec.hill, (int, float)) else 0.0
+    tech = spec.technical_noise
+    if tech is not None:  # its own key: the dynamics draw what they drew without it
+        tech = build_technical(tech, fastrand.fold_in(key, 0), var_mask)
     return GrnDynamics(k, hill, half, basal, decay, noise, start, spec.t_end, spec.dt,
-                       spec.brownian, shared)
+                       spec.brownian, shared, tech)
 
 
 class IncrementPath(diffrax.AbstractBrownianPath):
@@ -142,12 +149,14 @@ def _cell(grn: GrnDynamics, key, clamp: Bool[Array, " d"], value: Float[Array, "
     return sol.ys[-1], sol.result == diffrax.RESULTS.successful
 
 
-def simulate_cells(scm, key, do_mask: Bool[Array, "n d"], do_values: Float[Array, "n d"]):
-    """Cells of `scm.grn` under row-wise clamps: ([n, d] in scm's output units, (fraction of
-    values clipped at 0, any solve failed)). Non-finite states count as failed solves."""
+def _measured(scm, key, do_mask: Bool[Array, "n d"], do_values: Float[Array, "n d"]):
+    """Cells of `scm.grn` under row-wise clamps, before the output transform: ([n, d] expression,
+    or what the technical noise makes of it; the dropout midpoint used (NaN without one);
+    (fraction of values clipped at 0, any solve failed)). Non-finite states count as failed."""
     grn: GrnDynamics = scm.grn
     n, d = do_mask.shape
-    raw = jnp.maximum(do_values * scm.scale + scm.loc, 0.0)  # expression is non-negative
+    raw = do_values if scm.transform == "log_cpm" else do_values * scm.scale + scm.loc
+    raw = jnp.maximum(raw, 0.0)  # expression is non-negative
     keys = fastrand.split(key, n)
     y, ok = jax.vmap(_cell, in_axes=(None, 0, 0, 0, None))(grn, keys, do_mask, raw, ~scm.var_mask)
     real = scm.var_mask[None, :]
@@ -155,5 +164,34 @@ def simulate_cells(scm, key, do_mask: Bool[Array, "n d"], do_values: Float[Array
     clipped = ((y < 0) & finite & real).sum() / jnp.maximum(n * scm.var_mask.sum(), 1)
     failed = ~ok.all() | ~(finite | ~real).all()
     x = jnp.maximum(y, 0.0)
-    x = jnp.where(real, (x - scm.loc) / scm.scale, 0.0)
-    return x, (clipped.astype(jnp.float32), failed)
+    mid = jnp.float32(jnp.nan)
+    if grn.technical is not None:
+        x, mid = measure(grn.technical, fastrand.fold_in(key, 0), x, scm.var_mask)
+    return x, mid, (clipped.astype(jnp.float32), failed)
+
+
+def _output(scm, x: Float[Array, "n d"]) -> Float[Array, "n d"]:
+    if scm.transform == "log_cpm":
+        return log_cpm(x, scm.loc[0], scm.scale[0], scm.var_mask)
+    return jnp.where(scm.var_mask[None, :], (x - scm.loc) / scm.scale, 0.0)
+
+
+def simulate_cells(scm, key, do_mask: Bool[Array, "n d"], do_values: Float[Array, "n d"]):
+    """Cells of `scm.grn` under row-wise clamps: ([n, d] in scm's output units, (fraction of
+    values clipped at 0, any solve failed)). Non-finite states count as failed solves."""
+    x, _, health = _measured(scm, key, do_mask, do_values)
+    return _output(scm, x), health
+
+
+def observe_cells(scm, key, n: int):
+    """`n` observational cells, and what they fix in `scm` for the cells measured after them:
+    the protocol's dropout midpoint and, with transform "log_cpm", its reference (shift and
+    spread in loc and scale). Returns (scm, [n, d] cells in its output units, health)."""
+    d = scm.d
+    x, mid, health = _measured(scm, key, jnp.zeros((n, d), bool), jnp.zeros((n, d)))
+    if scm.grn.technical is not None:
+        scm = eqx.tree_at(lambda s: s.grn.technical.dropout_mid, scm, mid)
+    if scm.transform == "log_cpm":
+        shift, spread = log_cpm_reference(x, scm.var_mask)
+        scm = eqx.tree_at(lambda s: (s.loc, s.scale), scm, (jnp.full(d, shift), jnp.full(d, spread)))
+    return scm, _output(scm, x), health

@@ -74,6 +74,8 @@ class SCM(eqx.Module):
                 spec standardises), and hard-intervention values are given in those units
     grn:        GRN dynamics (engine.scm.grn.GrnDynamics) when the graph is a gene network; then
                 mechanisms and noises are unused
+    transform:  (static) "affine": the output transform above; "log_cpm" (GRN only): samples are
+                engine.scm.technical.log_cpm(x, loc[0], scale[0]), and clamps are raw values
     """
 
     adjacency: Int[Array, "d d"]
@@ -87,6 +89,7 @@ class SCM(eqx.Module):
     loc: Float[Array, " d"]
     scale: Float[Array, " d"]
     grn: Any = None
+    transform: str = eqx.field(static=True, default="affine")
 
     @property
     def d(self) -> int:

@@ -194,6 +194,7 @@ class Simulator:
             mech_index=mech_index.astype(jnp.int32), mechanisms=tuple(mechs),
             noise_index=jnp.asarray(noise_index, jnp.int32), noises=tuple(noises),
             loc=jnp.zeros(d), scale=jnp.ones(d), grn=grn,
+            transform="log_cpm" if spec.standardize == "log_cpm" else "affine",
         ), comp
 
     def interventions(self, key, scm: SCM, comp) -> tuple[Bool[Array, "r d"], Float[Array, "r d"],
@@ -234,15 +235,14 @@ class Simulator:
         ks, ko, ki, kv = fastrand.split(key, 4)
         scm, comp = self.build_scm(ks, max_parents)
         d = self.d
-        no, zeros = jnp.zeros((self.n_obs, d), bool), jnp.zeros((self.n_obs, d))
         clipped, failed, bound = jnp.float32(0.0), jnp.bool_(False), jnp.float32(jnp.inf)
-        if scm.grn is not None:
-            from engine.scm.grn import simulate_cells
+        if scm.grn is not None:  # the cells fix the protocol's dropout midpoint and log_cpm's reference
+            from engine.scm.grn import observe_cells
 
-            obs, (clipped, failed) = simulate_cells(scm, ko, no, zeros)
+            scm, obs, (clipped, failed) = observe_cells(scm, ko, self.n_obs)
         else:
             obs, bound = scm.observational_with_bound(ko, self.n_obs)
-        if self.spec.standardize:
+        if self.spec.standardize is True:
             loc = jnp.where(scm.var_mask, obs.mean(0), 0.0)
             sd = obs.std(0)
             sd = jnp.where(scm.var_mask & (sd > 1e-8) & jnp.isfinite(sd), sd, 1.0)

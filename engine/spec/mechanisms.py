@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
                       model_validator)
 
-from engine.spec.base import Normal, Param, Section, SignedUniform, Uniform, param_bounds
+from engine.spec.base import Choice, Normal, Param, Section, SignedUniform, Uniform, param_bounds
 
 Weight = Annotated[float, Field(default=1.0, gt=0)]
 from engine.spec.graphs import Weight, _nonneg, _positive  # noqa: F401
@@ -82,6 +82,51 @@ class Rff(Section):
     bias: Param = Uniform(dist="uniform", low=-3.0, high=3.0)
 
 
+class TechnicalNoise(Section):
+    """Expression as a single-cell protocol measures it (SERGIO's technical noise, as AVICI
+    simulates it; engine.scm.technical), in this order: `outliers`: each gene, with probability
+    `outlier_prob`, is multiplied by exp(N(outlier_mean, outlier_scale^2)) in every cell;
+    `library`: each cell is rescaled to a total exp(N(library_mean, library_scale^2));
+    `dropout`: each value is kept with probability sigmoid(dropout_shape * (log(1 + x) - q)),
+    q the `dropout_percentile`-th percentile of log(1 + x) over the graph's observational cells;
+    `counts`: UMI counts ~ Poisson(x). Each parameter is drawn per graph; the defaults are
+    SERGIO's 10x Chromium settings (AVICI's GRN training data): about 2/3 zeros, each graph
+    close to its drawn percentile (45, 74 or 82%). Every gene is measured, intervened ones
+    too: a knockout stays 0, a clamped gene is scaled and counted like the others."""
+
+    outliers: bool = True
+    outlier_prob: Param = 0.01
+    outlier_mean: Param = Choice(dist="choice", values=[3.0, 3.0, 5.0])
+    outlier_scale: Param = 1.0
+    library: bool = True
+    library_mean: Param = Choice(dist="choice", values=[6.0, 6.0, 4.5])
+    library_scale: Param = Choice(dist="choice", values=[0.3, 0.4, 0.7])
+    dropout: bool = True
+    dropout_shape: Param = 8.0
+    dropout_percentile: Param = Choice(dist="choice", values=[74.0, 82.0, 45.0])
+    counts: bool = True
+
+    @field_validator("outlier_scale", "library_scale")
+    @classmethod
+    def _nn(cls, v: Any, info: ValidationInfo) -> Any:
+        return _nonneg(v, info.field_name)
+
+    @field_validator("dropout_shape")
+    @classmethod
+    def _pos(cls, v: Any, info: ValidationInfo) -> Any:
+        return _positive(v, info.field_name)
+
+    @field_validator("outlier_prob", "dropout_percentile")
+    @classmethod
+    def _within(cls, v: Any, info: ValidationInfo) -> Any:
+        top = 1.0 if info.field_name == "outlier_prob" else 100.0
+        lo, hi = param_bounds(v)
+        if lo < 0 or hi > top:
+            raise ValueError(f"{info.field_name} must lie in [0, {top:g}] (this one spans "
+                             f"[{lo:g}, {hi:g}])")
+        return v
+
+
 class Grn(Section):
     """Gene-regulatory dynamics (SERGIO-like chemical Langevin SDE), for the whole graph.
 
@@ -94,7 +139,9 @@ class Grn(Section):
     `brownian = "virtual_tree"` samples the Brownian motion with diffrax's VirtualBrownianTree (a
     seed reproduces the same path at any resolution); `"path"` draws each step's increment
     directly (engine.scm.grn.IncrementPath: exact for this fixed-step solve, same seed same cells,
-    and ~40x faster on CPU). Interventions clamp genes (knockout = 0).
+    and ~40x faster on CPU). Interventions clamp genes (knockout = 0). `technical_noise`
+    (a table, `{}` for its defaults) returns the cells as a sequencing protocol measures them:
+    UMI counts after outlier-gene, library-size and dropout noise; unset, the clean expression.
     """
 
     kind: Literal["grn"]
@@ -107,6 +154,7 @@ class Grn(Section):
     t_end: float = Field(default=10.0, gt=0)
     dt: float = Field(default=0.05, gt=0)
     brownian: Literal["virtual_tree", "path"] = "virtual_tree"
+    technical_noise: Optional[TechnicalNoise] = None
 
     @field_validator("hill", "basal", "decay")
     @classmethod

@@ -123,6 +123,10 @@ class ScmSpec(Section):
     `mechanism_mix = "graph"` draws one mechanism component per graph, `"node"` one per node.
     With `standardize`, every variable is z-scored with the observational rows' mean and standard
     deviation (the SCM keeps that transform, so later interventions speak the same units).
+    `standardize = "log_cpm"` (grn only, meant for its `technical_noise` counts) is AVICI's
+    standardisation of count data instead: log2 counts per million of each cell's non-zero
+    values, shifted by their smallest and scaled by their spread over the observational cells,
+    zeros at 0 (engine.scm.technical.log_cpm); intervention values stay raw expression.
     """
 
     graphs: list[GraphSpec] = Field(min_length=1)
@@ -135,7 +139,7 @@ class ScmSpec(Section):
     interventions: InterventionSpec = Hard(kind="hard")
     target: TargetSpec = RandomWithParents(kind="random_with_parents")
     n_obs: int = Field(default=100, gt=0)
-    standardize: bool = False
+    standardize: Union[bool, Literal["log_cpm"]] = False
 
     @field_validator("graphs", "mechanism", "noise", mode="before")
     @classmethod
@@ -234,6 +238,9 @@ def _check(s: ScmSpec) -> None:
     if grn and len(s.mechanism) > 1:
         raise ValueError("grn models the whole graph's dynamics; it cannot be mixed with other "
                          "mechanisms in one [scm] (use a separate spec)")
+    if s.standardize == "log_cpm" and not grn:
+        raise ValueError('standardize = "log_cpm" standardises count data: it needs mechanism '
+                         'grn (with technical_noise for counts)')
     if grn:
         if isinstance(s.interventions, Soft):
             raise ValueError("grn supports hard interventions (clamps, knockouts) only")
