@@ -6,6 +6,11 @@ For each configuration, a spec (specs/smoke.toml with the sizes set) gives the e
 (engine.train.cost.step_seconds, what `acbo plan` uses) and a Trainer times the same step on
 synthetic demonstrations of the same padded shape (the scanned chunk's second call: compile
 apart). The ratio measured / estimated should stay within 0.5-2.
+
+    .venv/bin/python benchmarks/plan.py --storage specs/phase2a.toml [--registry registry]
+
+instead sets the plan's storage estimate (engine.storage.storage_estimates) beside the bytes of the
+spec's stages found on disk in the registry (apply the spec first; stages not there are skipped).
 """
 
 from __future__ import annotations
@@ -53,11 +58,28 @@ def measure(kind, d, rows, dim, layers, batch, steps):
     return step_seconds(spec, 1), measured, compile_s
 
 
+def storage(spec_path: Path, registry: Path) -> None:
+    from engine.plan import make_plan
+    from engine.spec.loader import load
+
+    plan = make_plan(load(spec_path), pricing=True, check_budget=False)
+    print(f"{'stage':<28}{'estimate B':>14}{'on disk B':>14}{'ratio':>7}")
+    for name, est in plan.storage_bytes.items():
+        d = registry / "_stages" / name / plan.stages[name].hash
+        if d.is_dir():
+            real = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            print(f"{name:<28}{est:>14,}{real:>14,}{est / max(real, 1):>7.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--kinds", nargs="+", default=["stats", "avici"])
+    parser.add_argument("--storage", type=Path, help="a spec: its storage estimate vs the registry")
+    parser.add_argument("--registry", type=Path, default=ROOT / "registry")
     args = parser.parse_args()
+    if args.storage:
+        return storage(args.storage, args.registry)
     print(f"{'model':<8}{'d':>4}{'rows':>6}{'dim':>5}{'L':>3}{'batch':>6}"
           f"{'estimate s':>12}{'measured s':>12}{'ratio':>7}{'compile s':>11}")
     ratios = []

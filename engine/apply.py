@@ -19,6 +19,7 @@ from engine.runs import Run
 from engine.spec.loader import SpecFile, sibling
 from engine.stages import demonstrations, evaluate, expert, simulate, train
 from engine.stages.context import Progress, StageContext
+from engine.train.parallel import is_lead, multihost
 
 RUNNERS = {
     "simulate": simulate.run,
@@ -52,7 +53,7 @@ def _runner(name: str, ctx: StageContext):
 
 
 class Refused(Exception):
-    """apply will not start: a required spec's gate is not GO."""
+    """apply will not start: a required spec's gate is not GO, or the run cannot be split so."""
 
 
 @dataclass
@@ -117,6 +118,27 @@ def _reuse(run_dir: Path, plan: Plan, progress: Progress) -> Outcome:
     progress.log(f"every stage is cached and run {run_dir} recorded them: reusing it "
                  "(no new run folder; --force recomputes)")
     return Outcome(run_dir, evaluation, gates, list(plan.stages), [], new_run=False)
+
+
+def _follow(plan: Plan, ctx: StageContext, command: str) -> Outcome:
+    """A process other than the lead in a multi-host run (every process runs the same apply on
+    one shared registry): it trains with the lead, which builds every other stage under its
+    lock and records the run, then returns that run. Stages before training are waited for
+    under their locks; the train stage's lock is the lead's, so this process joins training
+    without it (the lead alone writes its files, engine.stages.train)."""
+    spec = plan.spec
+    reused: list[str] = []
+    computed: list[str] = []
+    _ensure(plan, ["simulate", "expert", "demonstrations"], ctx, False, reused, computed)
+    if spec.trains and not ctx.dir("train").done:
+        train.run(ctx)
+    while True:  # the lead evaluates and records the run
+        earlier, _ = _finished_run(plan, ctx.root, command)
+        if earlier is not None:
+            return _reuse(earlier, plan, ctx.progress)
+        if ctx.deadline is not None and time.time() > ctx.deadline:
+            raise TimeoutError("the lead process recorded no run within hardware.max_wall_minutes")
+        time.sleep(2)
 
 
 def check_requirements(spec_file: SpecFile, root: Path) -> None:
@@ -184,8 +206,16 @@ def apply(
             return _reuse(earlier, plan, progress)
         if why:
             progress.log(f"every stage is cached, but {why}: recording a new run")
+    spec.hardware.build_backend()  # a backend that cannot run here (Ray missing) fails before any stage
     deadline = time.time() + spec.hardware.max_wall_minutes * 60
     ctx = StageContext(plan, Path(root), progress, deadline)
+    if multihost():
+        if spec.stage.uses or spec.evaluation.models or spec.optimize is not None:
+            raise Refused(
+                "a multi-host apply trains this spec's own model on every host; train the models of "
+                "[stage] uses, evaluation.models and [policy] with their own specs first, or on one host")
+        if not is_lead():
+            return _follow(plan, ctx, command)
     run = Run(root, plan, command)
     reused: list[str] = []
     computed: list[str] = []

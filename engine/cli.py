@@ -106,6 +106,10 @@ def _setup(
     from engine.hostmem import retain_freed_memory
 
     retain_freed_memory()  # XLA's CPU buffers reuse freed pages instead of faulting in new ones
+    if ctx.invoked_subcommand in ("apply", "gate", "plan"):
+        from engine.train.parallel import init_distributed
+
+        init_distributed()  # a multi-host run joins before any JAX call (validation makes some)
 
 
 class UsageError(Exception):
@@ -161,9 +165,13 @@ def _errors():
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from engine.apply import Refused
+        from engine.expert.backends import MissingExtra
         from engine.registry import CorruptArtifact
         from engine.train.trainer import TrainingStopped
 
+        if isinstance(exc, MissingExtra):
+            err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
         if isinstance(exc, Refused):
             err.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3)
@@ -220,16 +228,24 @@ def plan(
     set_: Optional[List[str]] = SetOpt,
     registry: Optional[Path] = RegistryOpt,
     as_json: bool = JsonOpt,
+    ray_cpus: Optional[int] = typer.Option(
+        None, "--ray-cpus", min=1,
+        help='With [hardware] backend = "ray": price the per-graph stages on this many Ray CPUs '
+             "(default: $ACBO_RAY_CPUS, else the cluster at $RAY_ADDRESS, else 100 assumed)."),
 ):
-    """Stages with hashes and cache state, devices, batch math, time and memory estimates."""
+    """Stages with hashes and cache state, devices, batch math, and the price: wall time, the
+    expert's CPU-hours and the storage each stage writes, against the [hardware] budgets."""
     with _errors():
-        from engine.plan import make_plan
+        from engine.plan import PlanError, make_plan
 
-        p = make_plan(load(spec, set_ or []))
+        p = make_plan(load(spec, set_ or []), ray_cpus=ray_cpus, pricing=True, check_budget=False)
+        refused = p.over_budget()
         if as_json:
-            _print_json(_plan_json(p, _root(registry)))
+            _print_json({**_plan_json(p, _root(registry)), "refused": "; ".join(refused) or None})
         else:
-            out.print(_plan_table(p, _root(registry)))
+            out.print(_plan_table(p, _root(registry)), width=None if out.is_terminal else max(out.width, 100))
+        if refused:  # priced above, refused here: `apply` would not start it
+            raise PlanError("; ".join(refused))
 
 
 def _stage_state(stage, root: Path) -> str:
@@ -239,6 +255,7 @@ def _stage_state(stage, root: Path) -> str:
 
 def _plan_json(p, root: Path) -> dict:
     spec = p.spec
+    w = p.workers
     return {
         "spec": spec.name,
         "spec_path": str(p.spec_file.path),
@@ -250,30 +267,56 @@ def _plan_json(p, root: Path) -> dict:
         "budget_s": spec.hardware.max_wall_minutes * 60,
         "estimate_memory_gb": p.estimate_memory_gb,
         "budget_memory_gb": spec.hardware.max_memory_gb,
+        "workers": {"backend": w.backend, "n": w.n, "assumed": w.assumed, "note": w.note},
+        "cpu_hours": p.total_cpu_hours,
+        "storage_bytes": p.total_storage_bytes,
+        "storage_gb": p.total_storage_bytes / 1e9,
         "stages": [{"name": name, "hash": stage.hash, "owner": stage.owner, "state": _stage_state(stage, root),
-                    "estimate_s": p.estimate_s.get(name)} for name, stage in p.stages.items()],
+                    "estimate_s": p.estimate_s.get(name), "cpu_hours": p.cpu_hours.get(name),
+                    "storage_bytes": p.storage_bytes.get(name)}
+                   for name, stage in p.stages.items()],
     }
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else (f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h")
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.{1 if n < 10 * scale else 0}f} {unit}"
+    return f"{n} B"
 
 
 def _plan_table(p, root: Path):
     from rich.table import Table
 
-    spec = p.spec
-    table = Table(title=f"plan: {spec.name}", caption=Text(
-        f"{len(p.devices)} device(s): {', '.join(p.devices)}; "
-        + (f"global batch {p.global_batch} = {p.per_device_batch} per device; " if p.global_batch else "")
-        + f"estimate {p.total_estimate_s / 60:.1f} min of {spec.hardware.max_wall_minutes:g} min budget, "
-        f"{p.estimate_memory_gb:.2f} GB of {spec.hardware.max_memory_gb:g} GB"
+    spec, w = p.spec, p.workers
+    table = Table(title=f"plan: {spec.name}", caption_justify="left", caption=Text(
+        f"{len(p.devices)} device(s): {', '.join(p.devices)}"
+        + (f"; global batch {p.global_batch} = {p.per_device_batch} per device" if p.global_batch else "")
+        + f"; memory {p.estimate_memory_gb:.2f} GB of {spec.hardware.max_memory_gb:g} GB"
+        + f"\nper-graph stages (CPU-h: graphs x core-seconds a graph) on {w.note}"
+        + f"\nprice: {_seconds(p.total_estimate_s)} wall of a {spec.hardware.max_wall_minutes:g} min "
+        f"budget, {p.total_cpu_hours:.2f} CPU-hours, {p.total_storage_bytes / 1e9:.3g} GB written"
+        + ("; a partial stage resumes where it stopped"
+           if any(_stage_state(s, root) == "partial" for s in p.stages.values()) else "")
     ))
-    for col in ("stage", "hash", "from spec", "state", "estimate"):
-        table.add_column(col, no_wrap=col in ("stage", "hash"))
+    for col in ("stage", "hash", "from spec", "state", "wall", "CPU-h", "storage"):
+        table.add_column(col, no_wrap=col in ("stage", "hash"),
+                         justify="right" if col in ("wall", "CPU-h", "storage") else "left")
     styles = {"cached": "green", "partial": "yellow"}
     for name, stage in p.stages.items():
         state = _stage_state(stage, root)
-        label = "partial (resumes)" if state == "partial" else state
-        est = p.estimate_s.get(name)
-        table.add_row(name, stage.hash, stage.owner, Text(label, style=styles.get(state, "")),
-                      f"{est:.0f} s" if est is not None else "-")
+        est, hours, size = p.estimate_s.get(name), p.cpu_hours.get(name), p.storage_bytes.get(name)
+        table.add_row(name, stage.hash, stage.owner, Text(state, style=styles.get(state, "")),
+                      _seconds(est) if est is not None else "-",
+                      f"{hours:.2f}" if hours is not None else "",
+                      _bytes(size) if size is not None else "-")
+    table.add_section()
+    table.add_row("total", "", "", "", _seconds(p.total_estimate_s), f"{p.total_cpu_hours:.2f}",
+                  _bytes(p.total_storage_bytes))
     return table
 
 
@@ -436,6 +479,10 @@ def infer(
         None, "--max-memory-gb", min=0.001,
         help="Working memory the model may use (default: half of what is available); models that "
              "attend over rows then take them in chunks."),
+    counts: Optional[bool] = typer.Option(
+        None, "--counts/--no-counts",
+        help="The data are counts (single-cell UMIs): standardise them as log2 counts per million "
+             "(default: as the model's training data were, by its scm.standardize)."),
     registry: Optional[Path] = RegistryOpt,
     quiet: bool = QuietOpt,
 ):
@@ -469,6 +516,8 @@ def infer(
 
             predictor = load_predictor(run, _root(registry))
             predictor.max_memory_gb = max_memory_gb
+            if counts is not None:
+                predictor.counts = counts
             if target is not None:
                 probs = predictor.parents(table, mask, target=target)
                 buf = io.StringIO()

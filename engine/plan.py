@@ -10,8 +10,11 @@ demonstrations, which then serve the evaluation alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, field
 
 from engine.registry import StageDir, registry_root
@@ -162,6 +165,92 @@ def own_split(spec, stage) -> bool:
         and stage.expert == spec.expert
 
 
+# --------------------------------------------------------------------------- workers
+RAY_CPUS_ENV = "ACBO_RAY_CPUS"  # the Ray cluster's CPUs `acbo plan` prices a ray spec at
+RAY_PRICE_CPUS = 100  # ... when neither that, --ray-cpus nor a reachable RAY_ADDRESS says
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How many graphs (or episodes) run at once: worker processes, or Ray CPUs (one task each)."""
+
+    n: int
+    backend: str  # "local" | "ray"
+    note: str  # where n comes from, for the plan's caption
+    assumed: bool = False  # a pricing assumption, not what this machine would run
+
+
+def local_workers() -> int:
+    """The worker processes of the expert and optimize stages on this machine (one per core, at
+    most 8; engine/stages/expert.py and optimize.py)."""
+    return min(os.cpu_count() or 1, 8)
+
+
+@functools.lru_cache(maxsize=4)
+def ray_cluster_cpus(address: str) -> int | None:
+    """The CPUs of the Ray cluster at `address` (ray.cluster_resources), or None where Ray is not
+    installed or the cluster does not answer. Connects once per process (about a second)."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    try:
+        ours = not ray.is_initialized()
+        if ours:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        try:
+            return int(ray.cluster_resources().get("CPU", 0)) or None
+        finally:
+            if ours:
+                ray.shutdown()
+    except Exception:  # noqa: BLE001 - unreachable, refused, version mismatch: not known
+        return None
+
+
+def _env_ray_cpus() -> int | None:
+    value = os.environ.get(RAY_CPUS_ENV)
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise PlanError(f"{RAY_CPUS_ENV}={value!r}: not a positive number of CPUs")
+    return n
+
+
+def expert_workers(hardware, ray_cpus: int | None = None, pricing: bool = False) -> Workers:
+    """The one worker count of the per-graph stages (expert, and [optimize]'s episodes).
+
+    local: `local_workers()`. ray: `ray_cpus` if given; with `pricing` (`acbo plan`) then
+    $ACBO_RAY_CPUS; then the CPUs of the cluster at $RAY_ADDRESS; where none is known, `pricing`
+    assumes RAY_PRICE_CPUS (the spec is meant for a cluster: its price per 100 CPUs) while a run
+    (`apply`) counts the local Ray instance it would start, as the Ray backend does.
+    """
+    n = local_workers()
+    if hardware.backend != "ray":
+        return Workers(n, "local", f"{n} local worker processes")
+    if ray_cpus is None and pricing:
+        ray_cpus = _env_ray_cpus()
+    if ray_cpus is not None:
+        return Workers(ray_cpus, "ray", f"{ray_cpus} Ray CPUs assumed", assumed=True)
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        cpus = ray_cluster_cpus(address)
+        if cpus:
+            return Workers(cpus, "ray", f"{cpus} CPUs of the Ray cluster at {address}")
+        why = f"the Ray cluster at {address} did not answer"
+    else:
+        why = "RAY_ADDRESS is not set"
+    if pricing:
+        return Workers(RAY_PRICE_CPUS, "ray",
+                       f"{RAY_PRICE_CPUS} Ray CPUs assumed ({why}; --ray-cpus N or {RAY_CPUS_ENV}=N "
+                       f"prices another size; `acbo apply` here would start a local Ray instance "
+                       f"of {n} CPUs)", assumed=True)
+    return Workers(n, "ray", f"a local Ray instance of {n} CPUs ({why})")
+
+
 @dataclass
 class Plan:
     spec_file: SpecFile
@@ -171,6 +260,8 @@ class Plan:
     per_device_batch: int | None
     estimate_s: dict[str, float] = field(default_factory=dict)
     estimate_memory_gb: float = 0.0
+    workers: Workers | None = None
+    cpu_hours: dict[str, float] = field(default_factory=dict)  # per-graph stages' core-hours
 
     @property
     def spec(self):
@@ -183,8 +274,39 @@ class Plan:
     def total_estimate_s(self) -> float:
         return sum(self.estimate_s.values())
 
+    @property
+    def total_cpu_hours(self) -> float:
+        return sum(self.cpu_hours.values())
 
-def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], float]:
+    @functools.cached_property
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes each of this spec's stages writes (not other specs' stages it reads); computed
+        on first use (it traces the simulator's shapes), so `apply` does not pay for it."""
+        from engine.storage import storage_estimates
+
+        return storage_estimates(self.spec_file, self.stages)
+
+    @property
+    def total_storage_bytes(self) -> int:
+        return sum(self.storage_bytes.values())
+
+    def over_budget(self) -> list[str]:
+        """What exceeds [hardware]'s budgets (empty: the plan fits)."""
+        hw, out = self.spec.hardware, []
+        if self.total_estimate_s > hw.max_wall_minutes * 60:
+            slow = [n for n in self.cpu_hours if self.estimate_s.get(n, 0) > 0.25 * self.total_estimate_s]
+            why = f", with the per-graph stages on {self.workers.note}" if slow and self.workers else ""
+            out.append(f"estimated {self.total_estimate_s / 60:.1f} min exceeds "
+                       f"hardware.max_wall_minutes = {hw.max_wall_minutes:g}{why}; raise the budget "
+                       "or shrink the spec")
+        if self.estimate_memory_gb > hw.max_memory_gb:
+            out.append(f"estimated {self.estimate_memory_gb:.2f} GB exceeds hardware.max_memory_gb = "
+                       f"{hw.max_memory_gb:g}")
+        return out
+
+
+def _estimates(spec, n_devices: int, uses_spec=None, workers: int = 2
+               ) -> tuple[dict[str, float], float]:
     """Rough seconds per stage and peak memory (GB), from constants measured on a 2-core CPU.
 
     They are deliberately simple (linear in the work) and conservative; `acbo plan` prints them
@@ -193,10 +315,9 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
     d = spec.scm.max_nodes
     n_graphs = spec.data.n_graphs
     n_rows = spec.scm.n_obs + spec.scm.n_int
-    n_trials = getattr(spec.expert, "n_trials", 0)
     est = {
         "simulate": 2.0 + 2e-8 * n_graphs * n_rows * d * d,
-        "expert": 20.0 + n_graphs * expert_graph_seconds(spec.expert, spec.scm.n_obs, d) / 2,
+        "expert": _per_graph_wall(n_graphs, expert_graph_seconds(spec.expert, spec.scm.n_obs, d), workers),
         "demonstrations": 0.5 + 1e-3 * n_graphs,
     }
     train_spec = spec if spec.trains else uses_spec
@@ -212,10 +333,10 @@ def _estimates(spec, n_devices: int, uses_spec=None) -> tuple[dict[str, float], 
             d_max = max(s.max_nodes for s in stages)
             per_step = 2e-8 * spec.train.batch_size * n_rows * d_max * d_max
             est["train"] += spec.train.steps * per_step / n_devices
-    est.update(_optimize_estimates(spec))
+    est.update(_optimize_estimates(spec, workers))
     if train_spec is not None:
         dim = train_spec.model.dim
-        est.update(_evaluation_estimates(spec))
+        est.update(_evaluation_estimates(spec, workers))
         mem += 4 * train_spec.train.batch_size * n_rows * d * 16 / 1e9 / n_devices
         mem += 4 * 4 * dim * dim * 20 / 1e9
     mem += 4 * n_graphs * n_rows * d * 3 / 1e9
@@ -234,15 +355,20 @@ def expert_graph_seconds(expert, n_obs: int, d: int) -> float:
     return seconds + 0.05 * getattr(expert, "n_trials", 0)
 
 
+def _per_graph_wall(n: int, core_seconds: float, workers: int, start: float = 20.0) -> float:
+    """Wall seconds of `n` graphs of `core_seconds` each on `workers` at once (workers start and
+    compile: `start`; the last round may be partly idle)."""
+    return start + math.ceil(n / max(workers, 1)) * core_seconds if n else 0.0
+
+
 # seconds per graph / d^3 at 1000 rows (benchmarks/baselines.py: PC 0.05 s at 10 nodes, 1.8 s at
 # 50; GES 0.13 s at 10, 3 s at 30, from 9 s to over 3 minutes at 50)
 _BASELINE_PER_D3 = {"pc": 1.5e-5, "ges": 1e-4, "random": 0.0}
 
 
-def _evaluation_estimates(spec) -> dict[str, float]:
-    """Each evaluation stage's own simulation and expert runs (2 worker processes, a compile
+def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:
+    """Each evaluation stage's own simulation and expert runs (`workers` at once, a compile
     each), its baselines, and its interleaved timing; `evaluate` sums what runs in-process."""
-    workers = 2
     est: dict[str, float] = {}
     evaluate = 10.0
     for st in spec.evaluation_stages():
@@ -254,7 +380,7 @@ def _evaluation_estimates(spec) -> dict[str, float]:
         if not own_split(spec, st):
             est[f"simulate.{st.name}"] = 2.0 + 2e-8 * n * (scm.n_obs + scm.n_int) * d * d
             runs = prior_only if st.observational else st.expert  # observational: no trials
-            est[f"expert.{st.name}"] = 20.0 + n * expert_graph_seconds(runs, scm.n_obs, d) / workers
+            est[f"expert.{st.name}"] = _per_graph_wall(n, expert_graph_seconds(runs, scm.n_obs, d), workers)
         prior_s = expert_graph_seconds(prior_only, scm.n_obs, d)
         evaluate += 5.0 + n * sum(_BASELINE_PER_D3.get(b, 0.0) * d ** 3 for b in st.baselines)
         evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
@@ -268,10 +394,10 @@ def _evaluation_estimates(spec) -> dict[str, float]:
 _TRIAL_SECONDS = {"ei": 0.5, "policy": 0.1, "random": 0.002}
 
 
-def _optimize_estimates(spec) -> dict[str, float]:
+def _optimize_estimates(spec, workers: int = 2) -> dict[str, float]:
     if spec.optimize is None:
         return {}
-    opt, est, workers = spec.optimize, {}, 2
+    est: dict[str, float] = {}
     if spec.policy is not None:
         pol = spec.policy
         # one step: batch_graphs x group_size simulated outcomes and beliefs; phase4_integration's
@@ -280,18 +406,45 @@ def _optimize_estimates(spec) -> dict[str, float]:
     for p in spec.optimize_problems():
         d = p.scm.max_nodes
         est[f"simulate.{p.name}"] = 2.0 + 2e-8 * p.n_graphs * (p.scm.n_obs + p.scm.n_int) * d * d
-        per_graph = 0.0
-        for s in opt.strategies:
-            per_graph += opt.n_trials * _TRIAL_SECONDS[s.acquisition.kind]
-            if s.surrogate.kind == "expert":
-                per_graph += expert_graph_seconds(spec.expert.model_copy(update={"n_trials": 0}),
-                                                  p.scm.n_obs, d)
-        est[f"optimize.{p.name}"] = 30.0 + p.n_graphs * per_graph / workers
+        jobs = p.n_graphs * len(spec.optimize.strategies)  # one episode a job
+        est[f"optimize.{p.name}"] = 30.0 + p.n_graphs * _episode_seconds(spec, p) / min(workers, max(jobs, 1))
     return est
 
 
-def make_plan(spec_file: SpecFile, devices: list | None = None) -> Plan:
-    """The plan for `spec_file` on `devices` (default: what [hardware] selects here)."""
+def _episode_seconds(spec, problem) -> float:
+    """One core's seconds for one graph of an [optimize] problem: every strategy's episode."""
+    opt, per_graph = spec.optimize, 0.0
+    for s in opt.strategies:
+        per_graph += opt.n_trials * _TRIAL_SECONDS[s.acquisition.kind]
+        if s.surrogate.kind == "expert":
+            per_graph += expert_graph_seconds(spec.expert.model_copy(update={"n_trials": 0}),
+                                              problem.scm.n_obs, problem.scm.max_nodes)
+    return per_graph
+
+
+def cpu_hours(spec) -> dict[str, float]:
+    """Core-hours of the per-graph stages (graphs x one core's seconds per graph / 3600): what a
+    cluster bills, whatever the worker count. The other stages run in one process."""
+    d = spec.scm.max_nodes
+    out = {"expert": spec.data.n_graphs * expert_graph_seconds(spec.expert, spec.scm.n_obs, d) / 3600}
+    for st in spec.evaluation_stages():
+        if not own_split(spec, st):
+            scm = st.scm or spec.scm
+            runs = (st.expert.model_copy(update={"n_trials": 0})
+                    if st.observational and hasattr(st.expert, "n_trials") else st.expert)
+            out[f"expert.{st.name}"] = (stage_graphs(spec, st)
+                                        * expert_graph_seconds(runs, scm.n_obs, scm.max_nodes) / 3600)
+    for p in spec.optimize_problems():
+        out[f"optimize.{p.name}"] = p.n_graphs * _episode_seconds(spec, p) / 3600
+    return out
+
+
+def make_plan(spec_file: SpecFile, devices: list | None = None, ray_cpus: int | None = None,
+              pricing: bool = False, check_budget: bool = True) -> Plan:
+    """The plan for `spec_file` on `devices` (default: what [hardware] selects here), its per-graph
+    stages on `expert_workers(hardware, ray_cpus, pricing)`. With `check_budget` a plan over its
+    [hardware] budgets is refused (PlanError); without, `Plan.over_budget()` says what exceeds
+    them (`acbo plan` prints the price first)."""
     spec = spec_file.spec
     if devices is None:
         from engine.train.parallel import select_devices
@@ -315,16 +468,12 @@ def make_plan(spec_file: SpecFile, devices: list | None = None) -> Plan:
             )
         per_device = micro // n_dev
     uses = sibling(spec_file, spec.stage.uses).spec if spec.stage.uses else None
-    est, mem = _estimates(spec, n_dev, uses)
-    plan = Plan(spec_file, stages, [str(d) for d in devices], global_batch, per_device, est, mem)
-    budget_s = spec.hardware.max_wall_minutes * 60
-    if plan.total_estimate_s > budget_s:
-        raise PlanError(
-            f"estimated {plan.total_estimate_s / 60:.1f} min exceeds hardware.max_wall_minutes = "
-            f"{spec.hardware.max_wall_minutes:g}; raise the budget or shrink the spec"
-        )
-    if mem > spec.hardware.max_memory_gb:
-        raise PlanError(
-            f"estimated {mem:.2f} GB exceeds hardware.max_memory_gb = {spec.hardware.max_memory_gb:g}"
-        )
+    workers = expert_workers(spec.hardware, ray_cpus, pricing)
+    est, mem = _estimates(spec, n_dev, uses, workers.n)
+    hours = {name: h for name, h in cpu_hours(spec).items() if name in est}
+    plan = Plan(spec_file, stages, [str(d) for d in devices], global_batch, per_device, est, mem,
+                workers, hours)
+    problems = plan.over_budget() if check_budget else []
+    if problems:
+        raise PlanError("; ".join(problems))
     return plan

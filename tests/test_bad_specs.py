@@ -419,7 +419,9 @@ CASES = [
          "stochastic_block, chain, fork, collider, from_file"),
     case("unknown-hardware-key", edit(None, "\n[hardware]\ndevics = 1\n"), "devics",
          "{L}: hardware.devics: unknown key (did you mean 'devices'?); allowed: devices, "
-         "max_wall_minutes, max_memory_gb"),
+         "max_wall_minutes, max_memory_gb, backend"),
+    case("unknown-backend", edit(None, '\n[hardware]\nbackend = "rayy"\n'), "backend",
+         "{L}: hardware.backend: Input should be 'local' or 'ray' (got 'rayy')"),
     case("unknown-aggregate", edit('aggregate = "median"', 'aggregate = "medain"'), "aggregate =",
          "{L}: gates.0.aggregate: Input should be 'pooled', 'mean', 'median', 'quantile' or "
          "'share' (got 'medain')"),

@@ -234,7 +234,7 @@ def _affinity(_):
 def test_worker_pool_pins_each_worker_to_its_own_core():
     import os
 
-    from engine.expert.runner import worker_pool
+    from engine.expert.backends import worker_pool
 
     if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores")

@@ -24,19 +24,23 @@ def _port() -> int:
 
 def _run(work: Path, processes: int, per_process: int, env: dict | None = None) -> list[subprocess.CompletedProcess]:
     port = _port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(p), str(processes), str(per_process), str(port), str(work),
-             str(work / f"out-{p}.npz")],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for p in range(processes)
-    ]
-    done = []
+    work.mkdir(parents=True, exist_ok=True)
+    return _together([[sys.executable, str(WORKER), str(p), str(processes), str(per_process), str(port), str(work),
+                       str(work / f"out-{p}.npz")] for p in range(processes)],
+                     [env or {}] * processes, work)
+
+
+def _together(commands: list[list[str]], envs: list[dict], logs: Path, cwd=None) -> list[subprocess.CompletedProcess]:
+    """Run the processes of one distributed job at once. Their output goes to files: a process
+    blocked on a full pipe would stall the others inside a collective."""
+    procs = []
+    for i, (cmd, env) in enumerate(zip(commands, envs)):
+        with open(logs / f"stdout-{i}", "w") as out, open(logs / f"stderr-{i}", "w") as err:
+            procs.append(subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=err, cwd=cwd))
     for p in procs:
-        out, err = p.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return done
+        p.wait(timeout=900)
+    return [subprocess.CompletedProcess(p.args, p.returncode, (logs / f"stdout-{i}").read_text(),
+                                        (logs / f"stderr-{i}").read_text()) for i, p in enumerate(procs)]
 
 
 def _leaves(path: Path) -> list[np.ndarray]:
@@ -92,3 +96,22 @@ def test_a_kill_of_both_processes_resumes_to_the_same_parameters(runs, tmp_path)
     for p in (0, 1):
         for a, b in zip(_leaves(tmp_path / f"out-{p}.npz"), _leaves(double / f"out-{p}.npz")):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_acbo_apply_on_two_processes_records_one_run(tmp_path):
+    """Every process runs the same `acbo apply` on one registry: the lead builds the stages
+    and records the run, both train, the other returns the lead's run."""
+    port, root, registry = _port(), Path(__file__).resolve().parents[1], tmp_path / "registry"
+    command = [sys.executable, "-m", "engine.cli", "apply", str(root / "specs" / "smoke.toml"),
+               "--registry", str(registry), "--json"]
+    envs = [{"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+             "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(p)} for p in range(2)]
+    done = _together([command, command], envs, tmp_path, cwd=root)
+    assert [r.returncode for r in done] == [0, 0], [r.stderr[-2000:] for r in done]
+    runs = list((registry / "smoke").iterdir())
+    assert len(runs) == 1
+    docs = [json.loads(r.stdout) for r in done]
+    assert {d["run_id"] for d in docs} == {runs[0].name}
+    lock = json.loads((runs[0] / "lock.json").read_text())
+    assert len(lock["devices"]) == 4  # trained over both processes' devices

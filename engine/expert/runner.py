@@ -8,7 +8,8 @@ seconds of its `expert.run` in the worker) and the XLA `compile_seconds` inside 
 worker compiles on its first graphs), both under the checksum. Graph g's key is
 `fold_in(key, g)`: results do not depend on which graphs were already done or on how the work
 was split. Posterior-only experts (n_trials = 0) with a static prior run in vmapped chunks;
-the others graph by graph, in `workers` processes if asked (each pinned to a core of its own).
+the others graph by graph through a backend (`backends.py`: local processes, each pinned to a
+core of its own, or Ray tasks), which only decides where each graph's `_worker` runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.compiles import compile_seconds
+from engine.expert.backends import Backend, JobsFailed, LocalBackend
 from engine.expert.loop import index_graph
 from engine.expert.types import Trajectory
 
@@ -115,35 +116,6 @@ def _worker(args):
     return str(path)
 
 
-def _pin_worker(cores) -> None:
-    """Worker start: take one core of its own. XLA sizes its thread pool by the process's CPU
-    affinity; with one worker per core, single-threaded XLA spends no time handing the prior's
-    small matmuls between threads (~20% less CPU per graph than a pool as large as the machine)."""
-    try:
-        core = cores.get(timeout=10)
-        if core is not None:
-            os.sched_setaffinity(0, {core})
-    except Exception:  # noqa: BLE001 - no affinity support: run unpinned
-        pass
-
-
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """Spawned worker processes, each pinned to a core of its own while there are enough."""
-    import multiprocessing as mp
-
-    # workers inherit the environment: a single-threaded BLAS for the surrogate's small float64
-    # products (a threaded one busy-waits between them and starves the other workers)
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    ctx = mp.get_context("spawn")
-    cores = ctx.Queue()
-    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    pin = workers <= len(avail)  # more workers than cores share them unpinned
-    for i in range(workers):
-        cores.put(avail[i] if pin else None)
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin_worker, initargs=(cores,))
-
-
 def run_graphs(
     expert: Any,
     key,
@@ -153,9 +125,12 @@ def run_graphs(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     chunk: int = 64,
+    backend: Backend | None = None,
 ) -> list[Path]:
     """Run `expert` on every graph of the batch (leading axis), one artifact per graph.
 
+    Graph by graph, the runs go through `backend` (default: local processes) with `workers`
+    workers; the vmapped posterior-only chunks always run here (seconds for thousands of graphs).
     progress(done, total) is called after each finished graph (and once for the skipped ones).
     Returns the artifact paths in graph order.
     """
@@ -190,16 +165,15 @@ def run_graphs(
         return paths
 
     jobs = [(spec, keys[g], jax.device_get(index_graph(scms, g)), jax.device_get(index_graph(datas, g)), str(paths[g])) for g in todo]
-    if workers <= 1:
-        for job in jobs:
-            _worker(job)
+    try:
+        for _ in (backend or LocalBackend()).map(_worker, jobs, workers):
             done += 1
             if progress:
                 progress(done, n)
-    else:
-        with worker_pool(workers) as pool:
-            for _ in pool.map(_worker, jobs):
-                done += 1
-                if progress:
-                    progress(done, n)
+    except JobsFailed as exc:
+        graphs = [todo[i] for i, _ in exc.failed]
+        first = exc.failed[0][1]
+        raise RuntimeError(f"the expert failed on {len(graphs)} graph(s) {graphs[:10]} (graph {graphs[0]}: "
+                           f"{type(first).__name__}: {first}){exc.hint}; the other graphs' artifacts "
+                           "are written, so a rerun computes only these") from exc
     return paths

@@ -305,8 +305,18 @@ class TrainSpec(Section):
 
 class HardwareSpec(Section):
     """What the run may use. `plan` refuses a spec whose estimate exceeds these budgets and
-    `apply` stops training with a checkpoint when `max_wall_minutes` is reached."""
+    `apply` stops training with a checkpoint when `max_wall_minutes` is reached. `backend` runs
+    the expert's graphs (and [optimize]'s episodes) in local worker processes, or as Ray tasks
+    on the cluster `RAY_ADDRESS` names (else a local Ray instance started for the stage; needs
+    `pip install -e ".[ray]"`); both give the same results."""
 
     devices: Literal["all"] | Annotated[int, Field(gt=0)] = "all"
     max_wall_minutes: float = Field(default=60.0, gt=0)
     max_memory_gb: float = Field(default=8.0, gt=0)
+    backend: Literal["local", "ray"] = "local"
+
+    def build_backend(self):
+        """The runtime backend (`engine.expert.backends`); a missing Ray fails here, by name."""
+        from engine.expert.backends import LocalBackend, RayBackend
+
+        return RayBackend() if self.backend == "ray" else LocalBackend()

@@ -1,15 +1,14 @@
 """Stage 2, expert: run the expert on every simulated graph; its trajectories are the labels.
 
 The expert writes one checksummed artifact per graph into the stage's work directory
-(`engine.expert.runner.run_graphs`), so an interrupted stage resumes at the first graph not yet
-on disk; the stage then merges them into one file, with each graph's `run_seconds` (wall
-seconds of its expert run) and `compile_seconds` (the XLA compile inside it) [G] beside the
-trajectories' fields.
+(`engine.expert.runner.run_graphs`, in local processes or Ray tasks as [hardware] backend says),
+so an interrupted stage resumes at the first graph not yet on disk; the stage then merges them
+into one file, with each graph's `run_seconds` (wall seconds of its expert run) and
+`compile_seconds` (the XLA compile inside it) [G] beside the trajectories' fields.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import equinox as eqx
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.expert.runner import merge_artifacts, run_graphs
-from engine.plan import stage_graphs
+from engine.plan import local_workers, stage_graphs
 from engine.registry import arrays_to_bytes, write_atomic
 from engine.stages import simulate
 from engine.stages.context import StageContext
@@ -49,7 +48,8 @@ def run(ctx: StageContext, name: str = "expert", stage=None) -> dict:
         data,
         work / "graphs",
         progress=lambda done, total: ctx.progress.advance(done, f"{done}/{total} graphs"),
-        workers=min(os.cpu_count() or 1, 8),
+        workers=local_workers(),
+        backend=spec.hardware.build_backend(),
     )
     merged = merge_artifacts(paths)
     write_atomic(work / "trajectories.npz", arrays_to_bytes(merged))

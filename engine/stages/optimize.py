@@ -4,13 +4,12 @@ graph of the problem; the regret reference (optimum) and start (y0) per graph be
 One checksummed artifact per (strategy, graph) in the stage's work directory, so an interrupted
 stage resumes with the episodes not yet on disk; episode g of every strategy has the key
 fold_in(key, g) (the same outcome noise where two strategies choose alike). Episodes run in
-worker processes, the strategies of one graph interleaved, each timed in its worker with its
-compile apart.
+worker processes or Ray tasks ([hardware] backend), the strategies of one graph interleaved,
+each timed in its worker with its compile apart.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import jax
 import numpy as np
 
 from engine.compiles import compile_seconds
+from engine.expert.backends import JobsFailed
 from engine.expert.loop import index_graph
-from engine.expert.runner import load_arrays, save_arrays, worker_pool
+from engine.expert.runner import load_arrays, save_arrays
+from engine.plan import local_workers
 from engine.registry import arrays_to_bytes, write_atomic
 from engine.stages import simulate
 from engine.stages.context import StageContext
@@ -89,17 +90,15 @@ def run(ctx: StageContext, problem) -> dict:
     ctx.progress.start(f"optimize {problem.name}: {len(opt.strategies)} strategies x {n} graphs", total)
     done = total - len(jobs)
     started = time.perf_counter()
-    workers = min(os.cpu_count() or 1, 8, max(len(jobs), 1))
-    if workers <= 1:
-        for job in jobs:
-            _episode(job)
+    workers = min(local_workers(), max(len(jobs), 1))
+    try:
+        for _ in spec.hardware.build_backend().map(_episode, jobs, workers):
             done += 1
             ctx.progress.advance(done, f"{done}/{total} episodes")
-    else:
-        with worker_pool(workers) as pool:
-            for _ in pool.map(_episode, jobs):
-                done += 1
-                ctx.progress.advance(done, f"{done}/{total} episodes")
+    except JobsFailed as exc:
+        failed = [Path(jobs[i][-1]).stem for i, _ in exc.failed]
+        raise RuntimeError(f"{name}: {len(failed)} episode(s) failed {failed[:5]} ({exc}); the others are "
+                           "written, so a rerun computes only these") from exc
 
     merged: dict[str, np.ndarray] = {}
     for s in opt.strategies:

@@ -11,14 +11,13 @@ import time
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from engine.data.demos import assemble, select, split_graphs
 from engine.data.online import truth_split
 from engine.stages import demonstrations, simulate
 from engine.stages.context import StageContext
-from engine.train.parallel import select_devices
+from engine.train.parallel import is_lead, select_devices, sync
 from engine.train.sources import build_phases
 from engine.train.losses import candidates
 from engine.train.trainer import Trainer, save_model
@@ -92,7 +91,6 @@ def run(ctx: StageContext) -> dict:
     )
     # The shipped model: the best one under early stopping, else the EMA or final parameters.
     final = trainer.final_model(state, work)
-    save_model(work / "model.eqx", final)
     threshold = spec.evaluation.threshold
     check = prediction_check(final, validation, threshold)
     warning = empty_prediction_warning(check, threshold)
@@ -108,5 +106,8 @@ def run(ctx: StageContext) -> dict:
     if check is not None:
         meta["validation_predictions"] = check
     meta["warnings"] = [warning] if warning is not None else []
-    out.commit(["model.eqx", "metrics.jsonl"], meta)
+    if is_lead():  # one writer in a multi-host run; the others wait for the stage to exist
+        save_model(work / "model.eqx", final)
+        out.commit(["model.eqx", "metrics.jsonl"], meta)
+    sync("train stage committed")
     return meta

@@ -69,6 +69,11 @@ def fed_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, "data"))
 
 
+def multihost() -> bool:
+    """Whether this process is one of several in a `jax.distributed` run."""
+    return jax.process_count() > 1
+
+
 def is_lead() -> bool:
     """Whether this process writes the run's files (process 0; the only one when alone)."""
     return jax.process_index() == 0
@@ -76,7 +81,7 @@ def is_lead() -> bool:
 
 def sync(name: str) -> None:
     """Every process waits here for all the others (a no-op when alone)."""
-    if jax.process_count() > 1:
+    if multihost():
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Int
+
 
 from engine.data.demos import Batch, Demonstrations, assemble, select
 from engine.data.online import simulated_batch
