@@ -94,6 +94,7 @@ def test_ray_matches_local_bit_for_bit_from_another_folder(ray_module, graphs, r
     assert_same(paths, reference)
 
 
+@pytest.mark.slow
 def test_resume_recomputes_only_missing_or_damaged_graphs(ray_session, graphs, reference, tmp_path):
     from engine.expert.backends import RayBackend
 
@@ -110,6 +111,7 @@ def test_resume_recomputes_only_missing_or_damaged_graphs(ray_session, graphs, r
     assert_same(paths, reference)
 
 
+@pytest.mark.slow
 def test_a_lost_worker_is_retried(ray_session, graphs, reference, tmp_path, monkeypatch):
     from engine.expert import runner
     from engine.expert.backends import RayBackend
@@ -129,6 +131,7 @@ def test_a_lost_worker_is_retried(ray_session, graphs, reference, tmp_path, monk
     assert_same(paths, reference)
 
 
+@pytest.mark.slow
 def test_a_raising_graph_is_named_after_the_others_finish(ray_session, graphs, reference, tmp_path, monkeypatch):
     from engine.expert import runner
     from engine.expert.backends import RayBackend
