@@ -466,9 +466,12 @@ def report(
 
 @app.command()
 def infer(
-    run: str = typer.Argument(..., help="A run folder (registry/<spec>/<run id>), its model.eqx, or a spec name "
-                                        "(its latest run with a model)."),
-    data: Path = typer.Argument(..., help="CSV of observations; header = variable names."),
+    args: List[str] = typer.Argument(..., metavar="[RUN] DATA",
+                                     help="DATA: a CSV of observations (header = variable names). RUN: a run folder "
+                                          "(registry/<spec>/<run id>), its model.eqx, a spec name (its latest run with "
+                                          "a model) or a shipped model; default: --model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="The model to use, as RUN (default: the shipped 'general' model)."),
     interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
@@ -501,6 +504,13 @@ def infer(
 
     with _errors():
         try:
+            if len(args) > 2 or (len(args) == 2 and model is not None):
+                raise UsageError("give the data file and at most one model (RUN or --model), not "
+                                 + " ".join(args))
+            from engine.pretrained import DEFAULT
+
+            run = args[0] if len(args) == 2 else (model or DEFAULT)
+            data = Path(args[-1])
             # Every check on the user's files comes before the (slow) model load.
             given = {"the data file": data, "the interventions file": interventions}
             if output:

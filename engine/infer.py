@@ -84,21 +84,27 @@ class Graph:
 
 
 def resolve_run(run: str | Path, root: Path | None = None) -> Path:
-    """A run folder, or the latest run of the spec named `run` in the registry `root` that holds
-    a model."""
+    """A run folder, the latest run of the spec named `run` in the registry `root` that holds a
+    model, or the shipped model named `run` (engine.pretrained)."""
     from engine.registry import registry_root
     from engine.runs import latest_run
+
+    from engine import pretrained
 
     path = Path(run)
     if (path / "resolved.json").is_file() or (path / "manifest.json").is_file():
         return path
     root = Path(root) if root is not None else registry_root()
     if path.parent == Path(".") and (found := latest_run(root, str(run))) is not None:
-        return found
+        return found  # a model trained here wins over a shipped one of the same name
+    if path.parent == Path(".") and (shipped := pretrained.path(str(run))) is not None:
+        return shipped
     specs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")) if root.is_dir() else []
+    known = specs + pretrained.names()
     raise InferError(
-        f"{run}: neither a run folder (with resolved.json) nor a spec with runs in {root}"
-        + (suggest(str(run), specs) or (f"; specs with runs: {', '.join(specs)}" if specs else ""))
+        f"{run}: neither a run folder (with resolved.json), a spec with runs in {root}, nor a "
+        f"shipped model"
+        + (suggest(str(run), known) or (f"; models: {', '.join(known)}" if known else ""))
     )
 
 

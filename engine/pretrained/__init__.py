@@ -1,0 +1,47 @@
+"""Shipped models: run folders trained from a spec in specs/, kept in the package so that a
+user's first command can be `acbo infer data.csv` (`--model general`, `engine.load("general")`)
+with no training.
+
+Each `engine/pretrained/<name>/` is a copy of the run that trained it (its spec, resolved spec,
+lock with the stage hashes, metrics, model.eqx and manifest of checksums): it is read like any
+run, every file verified, and `acbo apply specs/<spec>.toml` trains the same model again (the
+lock's train-stage hash is the spec's; tests/test_pretrained.py checks that it still is).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT = "general"  # what `acbo infer data.csv` uses when no model is named
+
+
+def names() -> list[str]:
+    """The shipped models."""
+    return sorted(p.name for p in HERE.iterdir() if (p / "manifest.json").is_file())
+
+
+def path(name: str) -> Path | None:
+    """The run folder of shipped model `name`, or None."""
+    folder = HERE / name
+    return folder if (folder / "manifest.json").is_file() else None
+
+
+def ship(run_dir: Path, name: str) -> Path:
+    """Copy run `run_dir` (verified first; a damaged run is refused) as shipped model `name`,
+    replacing one of that name atomically."""
+    from engine.runs import RunFolder
+
+    folder = RunFolder(run_dir)
+    folder.verify()
+    if "model.eqx" not in folder.manifest["files"]:
+        raise ValueError(f"{run_dir}: no model.eqx; only a run that trained a model can be shipped")
+    tmp = HERE / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder.path, tmp, ignore=shutil.ignore_patterns(".*"))
+    old = HERE / name
+    if old.exists():
+        shutil.rmtree(old)
+    tmp.rename(old)
+    return old
