@@ -85,7 +85,8 @@ def test_report_json_and_a_table_that_fits_100_columns(registry, tmp_path):
     table = _invoke("report", "--registry", registry, "--reports", tmp_path / "rep")
     assert table.exit_code == 0 and ANSI not in table.output
     lines = table.output.splitlines()
-    assert max(map(len, lines)) <= 100
+    rows = [line for line in lines if str(tmp_path) not in line]  # a path is as long as it is
+    assert max(map(len, rows)) <= 100, [line for line in rows if len(line) > 100]
     assert any(run["run_id"] in line for line in lines)  # whole, not wrapped
 
 

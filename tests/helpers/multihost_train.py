@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from engine.data.demos import Demonstrations  # noqa: E402
 from engine.spec.loader import load  # noqa: E402
@@ -32,43 +32,41 @@ from engine.train.sources import _local_rows  # noqa: E402
 from engine.train.trainer import Trainer  # noqa: E402
 
 
-def demonstrations(folder: Path, n_graphs=24, d=4, n_obs=16, k=4, per_graph=2) -> Demonstrations:
-    rng = np.random.default_rng(0)
-    g = n_graphs
-    rows_mask = np.zeros((g, k, d), bool)
-    rows_mask[:, np.arange(k), np.arange(k) % d] = True
-    target = rng.integers(0, d, g)
-    parents = rng.random((g, d)) < 0.4
-    parents[np.arange(g), target] = False
-    adjacency = np.zeros((g, d, d), bool)
-    adjacency[np.arange(g), :, target] = parents
-    arrays = dict(
-        adjacency=adjacency, obs=rng.normal(size=(g, n_obs, d)).astype(np.float32),
-        rows_values=rng.normal(size=(g, k, d)).astype(np.float32), rows_mask=rows_mask,
-        rows_valid=np.ones((g, k), bool), var_mask=np.ones((g, d), bool), target=target.astype(np.int32),
-        parents=parents, graph_id=np.arange(g, dtype=np.int32),
-        demo_graph=np.repeat(np.arange(g, dtype=np.int32), per_graph),
-        demo_k=np.tile(np.linspace(k // 2, k, per_graph).astype(np.int32), g),
-        expert=rng.random((g * per_graph, d)).astype(np.float32),
-    )
+def demonstrations(folder: Path, n_graphs: int) -> Demonstrations:
+    """tests/test_train.py's synthetic demonstrations, as memory-mapped .npy files."""
+    from test_train import synthetic_demos
+
     folder.mkdir(parents=True, exist_ok=True)
+    arrays = synthetic_demos(n_graphs=n_graphs).to_numpy()
     for name, a in arrays.items():
         np.save(folder / f"{name}.npy", a)
     return Demonstrations.on_host({name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in arrays})
 
 
-spec = load(ROOT / "specs" / "smoke.toml", [
-    "model.dim=8", "model.layers=1", "model.heads=1", "train.steps=12", "train.batch_size=8",
-    "train.log_every=2", "train.checkpoint_every=4", "train.ema=0.9",
-]).spec
-devices = select_devices("all")
-assert len(devices) == int(processes) * int(per_process), devices
-trainer = Trainer(spec, devices)
-demos = demonstrations(Path(workdir) / f"demos-{pid}")
-validation = demonstrations(Path(workdir) / f"val-{pid}", n_graphs=6)
-state = trainer.fit(demos, validation, Path(workdir), warn=lambda m: None)
-model = trainer.final_model(state, Path(workdir))
-leaves = [np.asarray(a) for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
-rows = _local_rows(fed_sharding(trainer.mesh), (1, spec.train.batch_size))
-np.savez(out, rows=np.asarray(rows), step=int(np.asarray(trainer.summary["steps"])),
-         **{f"leaf{i}": a for i, a in enumerate(leaves)})
+def main() -> None:
+    spec = load(ROOT / "specs" / "smoke.toml", [
+        "model.dim=8", "model.layers=1", "model.heads=1", "train.steps=12", "train.batch_size=8",
+        "train.log_every=2", "train.checkpoint_every=4", "train.ema=0.9",
+    ]).spec
+    devices = select_devices("all")
+    assert len(devices) == int(processes) * int(per_process), devices
+    trainer = Trainer(spec, devices)
+    demos = demonstrations(Path(workdir) / f"demos-{pid}", n_graphs=24)
+    validation = demonstrations(Path(workdir) / f"val-{pid}", n_graphs=6)
+    state = trainer.fit(demos, validation, Path(workdir), warn=lambda m: None)
+    model = trainer.final_model(state, Path(workdir))
+    leaves = [np.asarray(a) for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
+    rows = _local_rows(fed_sharding(trainer.mesh), (1, spec.train.batch_size))
+    np.savez(out, rows=np.asarray(rows), step=int(np.asarray(trainer.summary["steps"])),
+             **{f"leaf{i}": a for i, a in enumerate(leaves)})
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException:  # noqa: BLE001 - exit at once: the peer would wait on us at shutdown
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
