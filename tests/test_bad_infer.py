@@ -132,9 +132,11 @@ CASES = [
      "nodir/out.csv: folder nodir does not exist"),
     # the run
     ("run-missing", {}, ["data.csv"], 2,
-     re.compile(r"not-a-run: neither a run folder \(with resolved\.json\) nor a spec with runs in \S+; specs with runs: smoke")),
+     re.compile(r"not-a-run: neither a run folder \(with resolved\.json\), a spec with runs in \S+, nor a shipped "
+                r"model; models: smoke(, [\w.-]+)*")),  # and any shipped ones
     ("run-typo", {}, ["data.csv"], 2,
-     re.compile(r"smok: neither a run folder \(with resolved\.json\) nor a spec with runs in \S+ \(did you mean 'smoke'\?\)")),
+     re.compile(r"smok: neither a run folder \(with resolved\.json\), a spec with runs in \S+, nor a shipped model "
+                r"\(did you mean 'smoke'\?\)")),
     ("data-before-run", {"data.csv": ""}, ["data.csv"], 2, "data.csv: empty file; expected a header row of variable names"),
     # the last line of defence: representable values so extreme that the model overflows
     ("nonfinite-probabilities", {"data.csv": _data("1,2,3\n2,1,5\n0,4,4\n1e30,3,1\n"), "mask.csv": _mask("0,0,0\n0,0,0\n0,0,0\n1,0,0\n")},
