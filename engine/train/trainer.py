@@ -285,9 +285,9 @@ class Trainer:
             aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()} if with_aux else {}
             return eqx.filter(new, eqx.is_array), (loss, finite, aux)
 
-        arrays, out = jax.lax.scan(one_step, arrays, fed, length=n)
-        # replicated, so every process reads the whole of them
-        losses, finite, aux = jax.lax.with_sharding_constraint(out, replicated(self.mesh))
+        # (a sharding constraint on these outputs deadlocked XLA's CPU runtime on scans of more
+        # than one step at d = 30; the losses come out of the all-reduce replicated anyway)
+        arrays, (losses, finite, aux) = jax.lax.scan(one_step, arrays, fed, length=n)
         if with_aux:
             return eqx.combine(arrays, static), losses, finite, aux
         return eqx.combine(arrays, static), losses, finite
