@@ -45,8 +45,21 @@ def test_avici_shapes_and_initial_edge_logits():
     assert _parents(model, x, rows, vars_, jnp.int32(2)).shape == (5,)
     assert _intervened(model, x, rows, vars_).shape == (30, 5)
     off = np.asarray(g)[~np.eye(5, dtype=bool)]
-    # |cos| <= 1: logits start within exp(2) of the bias -3
-    assert np.all(np.abs(off + 3.0) <= np.exp(2.0) + 1e-4)
+    # |cos| <= 1: AVICI's head starts within exp(2) of the bias -3; the moment head's MLP of
+    # correlations (each |.| <= 1) adds little at initialisation
+    assert np.all(np.abs(off + 3.0) <= np.exp(2.0) + 1.0)
+
+
+def test_avici_moment_head_sums_rows_across_chunks():
+    """Without blocks nothing attends over samples, so chunking the rows must change nothing:
+    the max-pool and the moment head's sums over rows (means, variances, cross products) cross
+    chunks exactly, padded rows in a chunk included."""
+    x, rows, vars_ = _data(n=30, d=5, seed=4)
+    rows = rows.at[26:].set(False)
+    g = np.asarray(_graph(_model("avici", layers=0), x, rows, vars_))
+    for chunk in (7, 13):
+        chunked = np.asarray(_graph(_model("avici", layers=0, row_chunk=chunk), x, rows, vars_))
+        np.testing.assert_allclose(chunked, g, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["avici", "stats"])
@@ -225,4 +238,6 @@ def test_avici_learns_graphs_on_held_out_data():
     model = _train_graph_head("avici", spec, steps=300, batch=8)
     small, large = _heldout_auroc(model, 3, 8, 8), _heldout_auroc(model, 20, 20, 20)
     print(f"avici: held-out AUROC d<=8 {small:.3f}, d=20 {large:.3f}")
-    assert small > 0.7 and large > 0.6
+    # Measured: 0.988 and 0.995 (AVICI's pooled cosine head alone: 0.876 and 0.834; every
+    # variable's own intervened rows give it the per-variable fingerprints it needs)
+    assert small > 0.9 and large > 0.85

@@ -50,10 +50,14 @@ class AviciModel(Section):
     """AVICI (Lorch et al. 2022): a transformer over the raw [n, d, 2] data tensor.
 
     Linear embedding to `dim`, `layers` pre-LayerNorm residual blocks alternating self-attention
-    over variables and over samples (`heads` x `key_size`, feed-forward `ff_factor` x `dim`),
-    max-pool over rows, cosine edge head with learned temperature and bias. `row_chunk` = N
-    attends over samples within chunks of N rows (approximate, memory O(n N) instead of O(n^2))
-    and processes rows chunk by chunk, for datasets of 10,000s of rows. `dropout` needs a key.
+    over variables and over samples (`heads` x `key_size`, feed-forward `ff_factor` x `dim`).
+    Edge logits add AVICI's cosine head on the rows' max-pool (learned temperature and bias)
+    and a pairwise-moment head: per channel of the final cell states, the correlation over rows
+    between two variables and their partial correlation given the others, through a per-pair
+    MLP (without it the model learned no pairwise dependence in short training, issue 13).
+    `row_chunk` = N attends over samples within chunks of N rows (approximate, memory O(n N)
+    instead of O(n^2)) and processes rows chunk by chunk, for datasets of 10,000s of rows.
+    `dropout` needs a key.
     """
 
     kind: Literal["avici"]
@@ -73,13 +77,17 @@ class AviciModel(Section):
     def forward_flops(self, n: int, d: int, graph: bool = False) -> float:
         """Multiply-adds x 2 of one forward pass on n rows, d variables (the graph comes with
         it): per block the projections and feed-forward of every cell, and attention over
-        samples (~n^2 per variable) or over variables (~d^2 per row), alternating."""
+        samples (~n^2 per variable) or over variables (~d^2 per row), alternating; then the
+        moment head (two projections per cell, cross sums over rows, a d x d inverse per
+        channel, a per-pair MLP)."""
         cells, inner = n * d, self.heads * self.key_size
         dense = 2 * cells * (4 * self.dim * inner + 2 * self.dim * self.ff_factor * self.dim)
         over_samples, over_variables = 4 * d * n * n * inner, 4 * n * d * d * inner
         half = self.layers // 2
+        moments = (4 * cells * self.dim**2 + 4 * n * d * d * self.dim + 2 * self.dim * d**3
+                   + 2 * d * d * 7 * self.dim**2)
         return (self.layers * dense + half * over_samples + (self.layers - half) * over_variables
-                + 2 * d * d * self.dim)
+                + 2 * d * d * self.dim + moments)
 
 
 ModelSpec = Annotated[Union[StatsModel, AviciModel], Field(discriminator="kind")]
