@@ -507,9 +507,12 @@ def infer(
             if len(args) > 2 or (len(args) == 2 and model is not None):
                 raise UsageError("give the data file and at most one model (RUN or --model), not "
                                  + " ".join(args))
-            from engine.pretrained import DEFAULT
+            from engine.pretrained import DEFAULT, path as pretrained_path
 
             run = args[0] if len(args) == 2 else (model or DEFAULT)
+            if len(args) == 1 and model is None and pretrained_path(DEFAULT) is None and not (_root(registry) / DEFAULT).is_dir():
+                raise UsageError(f"no model named, and this acbo ships no '{DEFAULT}' model yet: give a run folder "
+                                 "or spec name before the data file, or --model NAME")
             data = Path(args[-1])
             # Every check on the user's files comes before the (slow) model load.
             given = {"the data file": data, "the interventions file": interventions}

@@ -68,3 +68,9 @@ def test_each_shipped_model_is_what_its_spec_trains(name):
     spec_file = load(SPECS_DIR / f"{lock['spec_name']}.toml")
     assert stage_hashes(spec_file)["train"].hash == lock["stage_hashes"]["train"]
     assert folder.path.stat().st_size < 50e6 and (folder.path / "model.eqx").stat().st_size < 10e6
+
+
+def test_no_model_named_and_none_shipped_says_what_to_give(files, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)
+    res = CliRunner().invoke(app, ["infer", str(files["data"]), "--registry", str(tmp_path)])
+    assert res.exit_code == 2 and "ships no 'general' model" in res.output and "--model" in res.output
