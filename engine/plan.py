@@ -25,7 +25,7 @@ ENGINE_VERSION = "0.10.0"  # bump when stored artifacts change (format, or the d
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
 # Bump a model kind's entry when its parameters or input features change: only the train
 # stages of that kind are then recomputed (a cached model of the old layout would not load).
-MODEL_VERSIONS = {"stats": 2, "avici": 2}  # avici 2: the pairwise-moment edge head (issue 13)
+MODEL_VERSIONS = {"stats": 3, "avici": 3}  # 3: the LAPACK-free inverse (engine/models/spd.py); avici 2: the pairwise-moment edge head
 # Bump a stage's entry when its files change layout: that stage and those reading it recompute,
 # the ones before it (the expert's hours) stay cached. demonstrations 2: one .npy per field.
 STAGE_FORMATS = {"demonstrations": 2}

@@ -31,6 +31,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from engine.cbo.buffer import Buffer
 from engine.cbo.strategy import Problem
+from engine.models.spd import spd_inverse
 
 _NEG = -1e9  # masked logits: exp underflows to exactly 0 in float32, and 0 * _NEG stays finite
 _EPS = 1e-6
@@ -106,7 +107,7 @@ def features(
     n_obs = obs.shape[0]
     corr = z_obs.T @ z_obs / n_obs  # [d, d]
     ridge = corr + jnp.diag(1.0 - real) + 1e-2 * jnp.eye(d)
-    prec = jnp.linalg.inv(ridge)
+    prec = spd_inverse(ridge)
     diag = jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
     pcorr = -prec[:, t] / (diag * diag[t])
     ocorr = corr[:, t]

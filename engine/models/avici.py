@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from engine.models.base import AmortizedPredictor
+from engine.models.spd import spd_inverse
 
 _NEG = -1e9
 _EPS = 1e-6
@@ -296,7 +297,7 @@ class AviciPredictor(AmortizedPredictor):
         corr_aa = cov_aa / (sda.T[:, :, None] * sda.T[:, None, :])
         d = corr.shape[0]
         vm = var_mask.astype(corr.dtype)
-        prec = jnp.linalg.inv(corr_aa + (jnp.diag(1.0 - vm) + _RIDGE * jnp.eye(d))[None])
+        prec = spd_inverse(corr_aa + (jnp.diag(1.0 - vm) + _RIDGE * jnp.eye(d))[None])
         diag = jnp.sqrt(jnp.clip(jnp.diagonal(prec, axis1=1, axis2=2), _EPS))
         partial = (-prec / (diag[:, :, None] * diag[:, None, :])).transpose(1, 2, 0)  # [d, d, k]
         signed = jnp.concatenate([corr, corr.transpose(1, 0, 2), partial], axis=-1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
+from engine.models.spd import spd_inverse
 
 N_PAIR_FEATURES = 17
 _EPS = 1e-6
@@ -54,7 +55,7 @@ def pair_features(
     corr = (obs[:, None] * z).T @ z / n_obs
     d = z.shape[1]
     ridge = corr + jnp.diag(1.0 - vm) + 1e-2 * jnp.eye(d)
-    prec = jnp.linalg.inv(ridge)
+    prec = spd_inverse(ridge)
     diag = jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
     partial = -prec / (diag[:, None] * diag[None, :])
 
@@ -130,6 +131,6 @@ def cell_features(
     z = jnp.where(row_mask[:, None] & var_mask[None, :], (value - mean) / std, 0.0)
     d = z.shape[1]
     corr = z.T @ z / n + jnp.diag(1.0 - vm) + 1e-2 * jnp.eye(d)
-    prec = jnp.linalg.inv(corr)
+    prec = spd_inverse(corr)
     resid = (z @ prec) / jnp.clip(jnp.diag(prec), _EPS)[None, :] * jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
     return jnp.stack([z, z**2, _squash(resid), _squash(resid**2)], axis=-1)
