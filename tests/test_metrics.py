@@ -179,6 +179,19 @@ def test_graph_shd_counts_a_reversal_once():
     assert value(st, "graph_shd", "pc") == 0.5
 
 
+def test_skeleton_f1_ignores_direction_and_counts_an_undirected_edge_once():
+    truth = np.zeros((1, 4, 4), bool)
+    truth[0, 0, 1] = truth[0, 1, 2] = True  # 0 -> 1 -> 2; 3 alone
+    pred = np.zeros((1, 4, 4))
+    pred[0, 1, 0] = 1.0  # reversed: a right adjacency
+    pred[0, 1, 2] = pred[0, 2, 1] = 1.0  # both ways: one adjacency, not two
+    pred[0, 2, 3] = pred[0, 3, 2] = 0.5  # an undirected CPDAG edge: one wrong adjacency
+    st = stage(np.zeros((1, 4), bool), np.ones((1, 4), bool),
+               {"pc": side(np.zeros((1, 4)), graph_scores=pred, graph_pred=pred)}, adjacency=truth)
+    assert value(st, "skeleton_f1", "pc") == pytest.approx(2 * 2 / (2 * 2 + 1 + 0))  # tp 2, fp 1
+    assert value(st, "graph_f1", "pc") == pytest.approx(2 * 1 / (2 * 1 + 3 + 1))  # tp 1, fp 1 + 2 halves
+
+
 def test_graph_metrics_ignore_padding_and_the_diagonal():
     rng = np.random.default_rng(2)
     n, d = 4, 5

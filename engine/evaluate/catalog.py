@@ -194,6 +194,18 @@ def _graph_shd(stage, side):
     return (np.maximum(err, err.transpose(0, 2, 1)) * upper).sum((1, 2))
 
 
+def _skeleton(stage, side):
+    """(pred, scores, truth, mask) over unordered pairs of real variables, [N, d * d]: an
+    adjacency whichever its direction (a CPDAG's undirected edge, 1/2 each way, is a whole one)."""
+    n, d = stage.var_mask.shape
+    upper = stage.var_mask[:, :, None] & stage.var_mask[:, None, :] & np.triu(np.ones((d, d), bool), 1)
+    both = lambda a: np.nan_to_num(a) + np.nan_to_num(a).transpose(0, 2, 1)  # noqa: E731
+    sym = lambda a: np.maximum(a, a.transpose(0, 2, 1))  # noqa: E731
+    flat = lambda a: a.reshape(n, d * d)  # noqa: E731
+    pred = np.clip(both(side.graph_pred), 0.0, 1.0)
+    return flat(pred), flat(sym(side.graph_scores)), flat(sym(stage.adjacency)), flat(upper)
+
+
 def _map_f1(stage, side):
     return _f1(_counts(side.map_pred, stage.truth, stage.mask))
 
@@ -275,6 +287,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
        pooled=_auroc(_graph)),
     _m("graph_auprc", "AUPRC of the edge scores over every ordered pair", True, "graph", "pooled",
        pooled=_auprc(_graph)),
+    _m("skeleton_f1", "F1 over unordered pairs: an edge found in either direction", True, "graph",
+       "pooled", per_graph=_f1_per_graph(_skeleton), pooled=_pooled_counts(_skeleton, "f1")),
     _m("graph_shd", "structural Hamming distance of the whole graph (a reversal counts once)",
        False, "graph", "mean", upper=None, per_graph=_graph_shd),
     _m("seconds", "wall time from the data to the prediction, per graph (compile apart)", False,

@@ -15,6 +15,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT = "general"  # what `acbo infer data.csv` uses when no model is named
+INTERVENTIONAL = "general_int"  # ... and `acbo infer data.csv --interventions mask.csv`
+
+
+def default(interventional: bool) -> str:
+    """The shipped model that answers when none is named: the one trained with interventional
+    rows for data that have them (where it ships), else the observational one."""
+    return INTERVENTIONAL if interventional and path(INTERVENTIONAL) is not None else DEFAULT
 
 
 def names() -> list[str]:

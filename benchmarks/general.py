@@ -1,0 +1,207 @@
+"""The general pretrained models against PC and GES on data acbo did not generate.
+
+  .venv/bin/python benchmarks/general.py [--models general general_int] [--graphs 20]
+      [--suites linear-10 rff-20 grn-10 bnlearn ...] [--limit 600] [--out reports/general_eval]
+
+Datasets come from benchmarks/external.py (NumPy samplers apart from engine/scm): linear and RFF
+ER-2 and SERGIO-style GRN counts at d = 10 and 20 (20 datasets of 1000 observational rows each;
+"+int" adds 20 hard-intervention rows per variable, knock-outs for GRN), and the four bnlearn
+Gaussian networks with their published parameters (5 datasets of 1000 rows each). Each model
+answers through the user's path (`engine.load(name).graph(...)`: its own standardisation); PC
+and GES (causal-learn) take the observational rows, z-scored; GRN counts are log2 CPM for all.
+
+Metrics come from the engine's one registry (engine/evaluate/catalog.py) with bootstrap 95%
+intervals over datasets, and the paired differences model - GES and model - PC. A baseline run
+over --limit seconds is stopped and counts as not run (said in the table). Baseline answers are
+cached per dataset under --cache, so a rerun with another model costs only the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import external  # noqa: E402
+from engine.evaluate.baselines import predict_graph  # noqa: E402
+from engine.evaluate.estimate import estimate  # noqa: E402
+from engine.evaluate.record import Side, StageResult  # noqa: E402
+
+METRICS = ("graph_auroc", "graph_auprc", "graph_f1", "skeleton_f1", "graph_shd")
+SHOWN = {"graph_auroc": "AUROC", "graph_auprc": "AUPRC", "graph_f1": "F1", "skeleton_f1": "skel F1",
+         "graph_shd": "SHD"}
+SYNTHETIC = [f"{k}-{d}{i}" for i in ("", "+int") for k in ("linear", "rff", "grn") for d in (10, 20)]
+SUITES = SYNTHETIC + [f"bnlearn-{n}" for n in external.NETWORKS]
+
+
+def datasets(suite: str, graphs: int) -> list[external.Dataset]:
+    if suite.startswith("bnlearn-"):
+        name = suite.removeprefix("bnlearn-")
+        return [external.bnlearn(name, 1000, seed) for seed in range(5)]
+    base, _, inter = suite.partition("+")
+    kind, d = base.split("-")
+    rows = 20 if inter else 0
+    seeds = range(1000 * int(d), 1000 * int(d) + graphs)  # same graphs with and without rows
+    if kind == "grn":
+        return [external.grn(int(d), 1000, s, rows) for s in seeds]
+    return [external.continuous(kind, int(d), 1000, s, rows) for s in seeds]
+
+
+def _values(ds: external.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(observational rows, interventional rows) as methods read them."""
+    if ds.counts:
+        return external.log_cpm(ds.obs), external.log_cpm(ds.rows) if len(ds.rows) else ds.rows
+    return ds.obs, ds.rows
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise _Timeout
+
+
+def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int):
+    """(weights, scores, seconds) of PC or GES on the observational rows, cached; NaN when the
+    run went over `limit` seconds."""
+    path = cache / f"{key}.{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        return z["weights"], z["scores"], float(z["seconds"])
+    obs, _ = _values(ds)
+    if limit <= 0:
+        d = obs.shape[1]
+        return np.full((d, d), np.nan), np.full((d, d), np.nan), float("nan")
+    signal.alarm(limit)
+    try:
+        p = predict_graph(name, obs, seed=0)
+        out = (p.weights, p.scores, p.seconds)
+    except _Timeout:
+        d = obs.shape[1]
+        out = (np.full((d, d), np.nan), np.full((d, d), np.nan), float("nan"))
+    finally:
+        signal.alarm(0)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, weights=out[0], scores=out[1], seconds=out[2])
+    tmp.replace(path)
+    return out
+
+
+def model_answer(predictor, ds: external.Dataset, threshold: float):
+    """(weights, scores, seconds): edge probabilities from all rows, timed warm."""
+    obs, rows = _values(ds)
+    x = np.concatenate([obs, rows]) if len(rows) else obs
+    mask = np.concatenate([np.zeros(obs.shape, bool), ds.mask]) if len(rows) else None
+    names = [f"x{i}" for i in range(x.shape[1])]
+    data = (x, names)
+    ivs = None if mask is None else (mask.astype(np.float64), names)
+    predictor.graph(data, ivs)  # compile for this shape
+    t0 = time.perf_counter()
+    probs = predictor.graph(data, ivs).probs
+    return (probs > threshold).astype(np.float64), probs, time.perf_counter() - t0
+
+
+def stage(suite: str, sets, answers: dict[str, list]) -> StageResult:
+    """A StageResult of whole-graph answers (target 0 stands in: only graph metrics are read)."""
+    n, d = len(sets), sets[0].adjacency.shape[0]
+    adj = np.stack([s.adjacency for s in sets])
+    sides = {}
+    for name, ans in answers.items():
+        w, s, sec = (np.stack([a[k] for a in ans]) for k in range(3))
+        ran = np.isfinite(s).all((1, 2))
+        probs = np.where(ran[:, None], s[:, :, 0], np.nan)
+        sides[name] = Side(probs=probs, pred=w[:, :, 0], seconds=sec, graph_scores=s, graph_pred=w)
+    target = np.zeros(n, np.int64)
+    return StageResult(suite, suite, adj[:, :, 0], np.arange(d)[None].repeat(n, 0) != 0, adj,
+                       np.ones((n, d), bool), target, np.full(n, np.nan), sides)
+
+
+def _fmt(e) -> str:
+    return "n/a" if not np.isfinite(e.value) else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=["general", "general_int"])
+    ap.add_argument("--suites", nargs="+", default=SUITES, help=f"any of {SUITES}, or 'bnlearn'")
+    ap.add_argument("--graphs", type=int, default=20)
+    ap.add_argument("--baselines", nargs="*", default=["pc", "ges"])
+    ap.add_argument("--limit", type=int, default=600, help="seconds before one baseline run is stopped")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "general_eval")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "general_eval")
+    args = ap.parse_args()
+    suites = [s for x in args.suites for s in ([f"bnlearn-{n}" for n in external.NETWORKS] if x == "bnlearn" else [x])]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        sys.exit(f"unknown suite(s) {unknown}; expected {SUITES}")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGALRM, _alarm)
+
+    import engine
+
+    predictors = {m: engine.load(m) for m in args.models}
+    results = json.loads((args.out.with_suffix(".json")).read_text()) if args.out.with_suffix(".json").exists() else {}
+    for suite in suites:
+        sets = datasets(suite, args.graphs)
+        answers: dict[str, list] = {}
+        for m, p in predictors.items():
+            answers[m] = [model_answer(p, ds, args.threshold) for ds in sets]
+        base = suite.partition("+")[0]  # the baselines read the same observational rows
+        for b in args.baselines:
+            answers[b], limit = [], args.limit
+            for i, ds in enumerate(sets):
+                answers[b].append(baseline(b, ds, f"{base}.{i}", args.cache, limit))
+                if not np.isfinite(answers[b][-1][2]):
+                    limit = 0  # one run over the limit: the suite's others would be too (not run)
+            print(f"{suite}: {b} done", file=sys.stderr, flush=True)
+        st = stage(suite, sets, answers)
+        row = {}
+        for side in answers:
+            side_row = {k: estimate(st, k, side, n_boot=args.boot, seed=0).to_json() for k in METRICS}
+            side_row["seconds"] = estimate(st, "seconds", side, n_boot=args.boot, seed=0).to_json()
+            side_row["ran"] = int(st.sides[side].ran.sum())
+            for b in args.baselines if side in predictors else ():
+                for k in ("graph_f1", "skeleton_f1"):
+                    e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
+                    side_row[f"{k}_minus_{b}"] = e.to_json()
+            row[side] = side_row
+        results[suite] = {"graphs": len(sets), "d": int(sets[0].adjacency.shape[0]),
+                          "edges": float(np.mean([s.adjacency.sum() for s in sets])), "methods": row}
+        _print(suite, results[suite])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(args.out.with_suffix(".json"))
+
+
+def _print(suite: str, r: dict) -> None:
+    from engine.evaluate.record import Estimate
+
+    print(f"\n### {suite}: {r['graphs']} datasets, d = {r['d']}, {r['edges']:.1f} edges on average\n")
+    print("| method | " + " | ".join(SHOWN[k] for k in METRICS) + " | s / dataset | ran |")
+    print("|---" * (len(METRICS) + 3) + "|")
+    for side, row in r["methods"].items():
+        cells = [_fmt(Estimate.from_json(row[k])) for k in METRICS]
+        sec = Estimate.from_json(row["seconds"]).value
+        print(f"| {side} | " + " | ".join(cells) + f" | {sec:.3g} | {row['ran']}/{r['graphs']} |")
+    for side, row in r["methods"].items():
+        for k, v in row.items():
+            if "_minus_" in k:
+                print(f"- {side}: {k.replace('_minus_', ' minus ')} = {_fmt(Estimate.from_json(v))}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
