@@ -6,7 +6,7 @@
 Datasets come from benchmarks/external.py (NumPy samplers apart from engine/scm): linear and RFF
 ER-2 and SERGIO-style GRN counts at d = 10 and 20 (20 datasets of 1000 observational rows each;
 "+int" adds 20 hard-intervention rows per variable, knock-outs for GRN), and the four bnlearn
-Gaussian networks with their published parameters (5 datasets of 1000 rows each). Each model
+Gaussian networks with their published parameters (--network-datasets of 1000 rows each, 3). Each model
 answers through the user's path (`engine.load(name).graph(...)`: its own standardisation); PC
 and GES (causal-learn) take the observational rows, z-scored; GRN counts are log2 CPM for all.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import external  # noqa: E402
-from engine.evaluate.baselines import predict_graph  # noqa: E402
+from engine.evaluate.baselines import BaselineTimeout, predict_graph  # noqa: E402
 from engine.evaluate.estimate import estimate  # noqa: E402
 from engine.evaluate.record import Side, StageResult  # noqa: E402
 
@@ -43,10 +42,10 @@ SYNTHETIC = [f"{k}-{d}{i}" for i in ("", "+int") for k in ("linear", "rff", "grn
 SUITES = SYNTHETIC + [f"bnlearn-{n}" for n in external.NETWORKS]
 
 
-def datasets(suite: str, graphs: int) -> list[external.Dataset]:
+def datasets(suite: str, graphs: int, networks: int) -> list[external.Dataset]:
     if suite.startswith("bnlearn-"):
         name = suite.removeprefix("bnlearn-")
-        return [external.bnlearn(name, 1000, seed) for seed in range(5)]
+        return [external.bnlearn(name, 1000, seed) for seed in range(networks)]
     base, _, inter = suite.partition("+")
     kind, d = base.split("-")
     rows = 20 if inter else 0
@@ -63,14 +62,6 @@ def _values(ds: external.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return ds.obs, ds.rows
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(*_):
-    raise _Timeout
-
-
 def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int):
     """(weights, scores, seconds) of PC or GES on the observational rows, cached; NaN when the
     run went over `limit` seconds."""
@@ -82,15 +73,12 @@ def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int)
     if limit <= 0:
         d = obs.shape[1]
         return np.full((d, d), np.nan), np.full((d, d), np.nan), float("nan")
-    signal.alarm(limit)
     try:
-        p = predict_graph(name, obs, seed=0)
+        p = predict_graph(name, obs, seed=0, limit=limit)
         out = (p.weights, p.scores, p.seconds)
-    except _Timeout:
+    except BaselineTimeout:
         d = obs.shape[1]
         out = (np.full((d, d), np.nan), np.full((d, d), np.nan), float("nan"))
-    finally:
-        signal.alarm(0)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, weights=out[0], scores=out[1], seconds=out[2])
     tmp.replace(path)
@@ -135,6 +123,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=["general", "general_int"])
     ap.add_argument("--suites", nargs="+", default=SUITES, help=f"any of {SUITES}, or 'bnlearn'")
     ap.add_argument("--graphs", type=int, default=20)
+    ap.add_argument("--network-datasets", type=int, default=3, help="datasets per bnlearn network")
     ap.add_argument("--baselines", nargs="*", default=["pc", "ges"])
     ap.add_argument("--limit", type=int, default=600, help="seconds before one baseline run is stopped")
     ap.add_argument("--threshold", type=float, default=0.5)
@@ -147,14 +136,13 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown suite(s) {unknown}; expected {SUITES}")
     args.cache.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGALRM, _alarm)
 
     import engine
 
     predictors = {m: engine.load(m) for m in args.models}
     results = json.loads((args.out.with_suffix(".json")).read_text()) if args.out.with_suffix(".json").exists() else {}
     for suite in suites:
-        sets = datasets(suite, args.graphs)
+        sets = datasets(suite, args.graphs, args.network_datasets)
         answers: dict[str, list] = {}
         for m, p in predictors.items():
             answers[m] = [model_answer(p, ds, args.threshold) for ds in sets]

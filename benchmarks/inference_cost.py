@@ -71,16 +71,21 @@ def main() -> None:
     print(f"model: {args.model}; peak MB: rise of peak RSS over the loaded process\n")
     print("| d | n | method | seconds | first call s | peak MB |")
     print("|---|---|---|---|---|---|")
+    over: set[tuple[str, int, int]] = set()  # (method, d, n) over the limit: larger ones are skipped
     for d in args.sizes:
         for n in args.rows:
             for m in args.methods:
+                if any(m == m2 and d >= d2 and n >= n2 for m2, d2, n2 in over):
+                    print(f"| {d} | {n} | {m} | > {args.limit} (not run: a smaller size was over) | | |", flush=True)
+                    continue
                 cmd = [sys.executable, __file__, "--model", args.model, "--one", m, str(d), str(n)]
                 try:
-                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.limit + 120)
+                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.limit + 60)
                     r = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
                 except subprocess.TimeoutExpired:
                     r = "timeout"
                 if r == "timeout" or (isinstance(r, dict) and r["seconds"] > args.limit):
+                    over.add((m, d, n))
                     print(f"| {d} | {n} | {m} | > {args.limit} | | |", flush=True)
                 elif r is None:
                     print(f"| {d} | {n} | {m} | failed: {done.stderr.strip().splitlines()[-1][:80]} | | |", flush=True)

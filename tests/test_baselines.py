@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.evaluate.baselines import (
+    BaselineTimeout,
     BaselineUnavailable,
     GraphPrediction,
     _cpdag_weights,
@@ -132,3 +133,34 @@ def test_unavailable_without_causallearn(monkeypatch):
     assert available("random") is None
     with pytest.raises(ValueError):
         available("nope")
+
+
+@needs_cl
+def test_a_run_past_its_limit_is_stopped_and_counts_as_not_run():
+    """GES on a dense 40-variable graph takes far longer than 0.2 s: the run is stopped, and in an
+    evaluation that graph is NaN (not run) for GES while a small graph beside it is not."""
+    import time
+
+    from engine.evaluate.procedure import StageInputs, _baseline_side
+
+    rng = np.random.default_rng(0)
+    d = 40
+    adj = np.triu(rng.random((d, d)) < 0.3, 1)
+    big = _sample(adj, rng.uniform(0.5, 2.0, (d, d)), 500, seed=1)
+    t0 = time.perf_counter()
+    with pytest.raises(BaselineTimeout):
+        predict_graph("ges", big, seed=0, limit=0.2)
+    assert time.perf_counter() - t0 < 30
+    small = np.zeros_like(big)
+    small[:, :3] = _sample(np.triu(np.ones((3, 3), bool), 1), np.ones((3, 3)), 500, seed=2)
+    vm = np.zeros((2, d), bool)
+    vm[0], vm[1, :3] = True, True
+    inputs = StageInputs(
+        obs=np.stack([big, small]), rows_values=np.zeros((2, 0, d)), rows_mask=np.zeros((2, 0, d), bool),
+        rows_valid=np.zeros((2, 0), bool), var_mask=vm, target=np.array([5, 2]),
+        adjacency=np.stack([adj, np.triu(np.ones((d, d)), 1).astype(bool) & vm[1][:, None] & vm[1][None]]),
+        marginals=np.zeros((2, d)), set_probs=np.zeros((2, 1)), sets=np.zeros((2, 1, 1), int),
+        run_seconds=np.zeros(2))
+    side = _baseline_side("ges", inputs, seed=0, limit=0.2)
+    assert side.ran.tolist() == [False, True]
+    assert "stopped past 0.2 s (not run) on 1 of 2 graphs" in side.note

@@ -12,8 +12,11 @@ extra: ``pip install -e ".[baselines]"``.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +27,32 @@ _INSTALL = "install it with: pip install -e \".[baselines]\""
 
 class BaselineUnavailable(RuntimeError):
     """A baseline's library is missing; the message says what to install."""
+
+
+class BaselineTimeout(RuntimeError):
+    """A baseline ran past its time limit and was stopped."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise BaselineTimeout in the block after `seconds` (a real-time timer). PC and GES are
+    Python loops, so the signal stops them between steps; GES's search grows steeply with size
+    and density (one dense 30-variable graph ran over 10 minutes). Off the main thread, where
+    signals cannot be delivered, there is no limit."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(*_):
+        raise BaselineTimeout(f"stopped after {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @dataclass(frozen=True)
@@ -74,7 +103,7 @@ def _cpdag_weights(g: np.ndarray) -> np.ndarray:
     return w
 
 
-def _run_causallearn(name: str, obs: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+def _run_causallearn(name: str, obs: np.ndarray, alpha: float, limit: float | None) -> tuple[np.ndarray, float]:
     pc, ges = _causallearn()
     n, d = obs.shape
     w = np.zeros((d, d))
@@ -90,10 +119,11 @@ def _run_causallearn(name: str, obs: np.ndarray, alpha: float) -> tuple[np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "features much larger than sample size", pdinv via svd
         t0 = time.perf_counter()
-        if name == "pc":
-            g = pc(x, alpha, "fisherz", stable=True, show_progress=False, verbose=False).G.graph
-        else:
-            g = ges(x, score_func="local_score_BIC")["G"].graph
+        with _time_limit(limit):
+            if name == "pc":
+                g = pc(x, alpha, "fisherz", stable=True, show_progress=False, verbose=False).G.graph
+            else:
+                g = ges(x, score_func="local_score_BIC")["G"].graph
         seconds = time.perf_counter() - t0
     w[np.ix_(keep, keep)] = _cpdag_weights(np.asarray(g))
     return w, seconds
@@ -105,6 +135,7 @@ def predict_graph(
     seed: int,
     density: float | None = None,
     alpha: float = 0.05,
+    limit: float | None = None,
 ) -> GraphPrediction:
     """Predict a graph from observational rows obs [n, d] (real variables only, no padding).
 
@@ -117,7 +148,8 @@ def predict_graph(
     off-diagonal pairs that are edges; required), independently; scores[i, j] ~ U(0, 1) i.i.d.,
     independent of the weights, so ranking metrics sit at chance. Seeded by ``seed``.
 
-    Raises BaselineUnavailable when pc / ges run without causal-learn installed.
+    Raises BaselineUnavailable when pc / ges run without causal-learn installed, and
+    BaselineTimeout when they run past ``limit`` seconds (None: no limit).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
@@ -138,5 +170,5 @@ def predict_graph(
         scores = rng_s.random((d, d)) * off
         return GraphPrediction(weights, scores, time.perf_counter() - t0)
 
-    weights, seconds = _run_causallearn(name, obs, alpha)
+    weights, seconds = _run_causallearn(name, obs, alpha, limit)
     return GraphPrediction(weights, weights.copy(), seconds)

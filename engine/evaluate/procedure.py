@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.evaluate.baselines import available, predict_graph
+from engine.evaluate.baselines import BaselineTimeout, available, predict_graph
 from engine.evaluate.record import Side, StageResult
 from engine.scm.types import Dataset
 
@@ -122,21 +122,32 @@ def _expert_side(inputs: StageInputs, threshold: float) -> Side:
                 seconds=np.full(inputs.n, np.nan), map_pred=map_pred)
 
 
-def _baseline_side(name: str, inputs: StageInputs, seed: int) -> Side:
+def _baseline_side(name: str, inputs: StageInputs, seed: int, limit: float | None = None) -> Side:
+    """The baseline on every graph; a graph it runs past `limit` seconds on is NaN (not run)."""
     n, d = inputs.var_mask.shape
     pairs = inputs.var_mask[:, :, None] & inputs.var_mask[:, None, :] & ~np.eye(d, dtype=bool)
     density = float(inputs.adjacency[pairs].mean()) if pairs.any() else 0.0
     weights, scores = np.zeros((n, d, d)), np.zeros((n, d, d))
     seconds = np.zeros(n)
+    stopped = 0
     for i in range(n):
         idx = np.flatnonzero(inputs.var_mask[i])
-        p = predict_graph(name, np.asarray(inputs.obs[i][:, idx], np.float64), seed=seed + i, density=density)
+        try:
+            p = predict_graph(name, np.asarray(inputs.obs[i][:, idx], np.float64), seed=seed + i,
+                              density=density, limit=limit)
+        except BaselineTimeout:
+            weights[i], scores[i], seconds[i] = np.nan, np.nan, np.nan
+            stopped += 1
+            continue
         weights[i][np.ix_(idx, idx)] = p.weights
         scores[i][np.ix_(idx, idx)] = p.scores
         seconds[i] = p.seconds
     col = lambda a: a[np.arange(n), :, inputs.target]  # noqa: E731 - the target's column: its parents
+    note = BASELINE_NOTES[name]
+    if stopped:
+        note += f"; stopped past {limit:g} s (not run) on {stopped} of {n} graphs"
     return Side(probs=col(scores), pred=col(weights), seconds=seconds, graph_scores=scores,
-                graph_pred=weights, note=BASELINE_NOTES[name])
+                graph_pred=weights, note=note)
 
 
 def evaluate_stage(
@@ -153,6 +164,7 @@ def evaluate_stage(
     seed: int,
     info: dict | None = None,
     progress: Callable[[str], None] = lambda note: None,
+    baseline_seconds: float | None = None,
 ) -> tuple[StageResult, dict[str, float]]:
     """(the stage's record without its summary, compile seconds per method)."""
     sides: dict[str, Side] = {}
@@ -168,7 +180,7 @@ def evaluate_stage(
             progress(f"{name}: {b} skipped: {reason}")
             continue
         progress(f"{name}: {b} on {inputs.n} graphs")
-        sides[b] = _baseline_side(b, inputs, seed)
+        sides[b] = _baseline_side(b, inputs, seed, baseline_seconds)
 
     # Speed: the expert's posterior (prior included) and each model, interleaved per graph.
     compile_s: dict[str, float] = {}

@@ -82,7 +82,9 @@ class EvaluationSpec(Section):
     the model are timed on `timed_graphs` graphs per stage, interleaved (`timing_repeats` runs
     each, the median kept; compile apart). Aggregates carry a bootstrap 95% interval over
     graphs (`n_boot` resamples). `models`: other specs whose trained models are evaluated as
-    extra sides, named by their spec name."""
+    extra sides, named by their spec name. `baseline_seconds`: the longest PC or GES may run on
+    one graph; past it the run is stopped and the graph counts as not run for that baseline
+    (said in the record), since GES's search grows steeply with size and density."""
 
     threshold: float = Field(default=0.5, gt=0, lt=1)
     timing_repeats: int = Field(default=3, gt=0)
@@ -90,6 +92,7 @@ class EvaluationSpec(Section):
     n_boot: int = Field(default=1000, gt=0)
     n_examples: int = Field(default=6, ge=0)
     baselines: list[Baseline] = ["pc", "ges", "random"]
+    baseline_seconds: float = Field(default=600.0, gt=0)
     models: list[SpecName] = []
     stages: list[EvaluationStage] = []
 

@@ -89,6 +89,7 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
             st.name, st.description, inputs, models, st.expert.build(), st.baselines, ev.threshold,
             st.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
             info=_info(spec, st, inputs), progress=lambda note: ctx.progress.advance(i, note),
+            baseline_seconds=ev.baseline_seconds,
         )
         for b, reason in record.info["skipped"].items():
             ctx.progress.log(f"evaluation stage {st.name}: {b} not run: {reason}")
