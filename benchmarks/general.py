@@ -85,17 +85,25 @@ def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int)
     return out
 
 
+def informative(ds: external.Dataset) -> np.ndarray:
+    """[d] the variables with spread over the observational rows: a gene never detected in any
+    cell is dropped, as a user must (`acbo infer` refuses it; PC and GES give it no edge)."""
+    return _values(ds)[0].std(0) > 0
+
+
 def model_answer(predictor, ds: external.Dataset, threshold: float):
     """(weights, scores, seconds): edge probabilities from all rows, timed warm."""
     obs, rows = _values(ds)
-    x = np.concatenate([obs, rows]) if len(rows) else obs
-    mask = np.concatenate([np.zeros(obs.shape, bool), ds.mask]) if len(rows) else None
+    keep = informative(ds)
+    x = (np.concatenate([obs, rows]) if len(rows) else obs)[:, keep]
+    mask = np.concatenate([np.zeros(obs.shape, bool), ds.mask])[:, keep] if len(rows) else None
     names = [f"x{i}" for i in range(x.shape[1])]
     data = (x, names)
     ivs = None if mask is None else (mask.astype(np.float64), names)
     predictor.graph(data, ivs)  # compile for this shape
     t0 = time.perf_counter()
-    probs = predictor.graph(data, ivs).probs
+    probs = np.zeros((len(keep), len(keep)))
+    probs[np.ix_(keep, keep)] = predictor.graph(data, ivs).probs
     return (probs > threshold).astype(np.float64), probs, time.perf_counter() - t0
 
 
@@ -110,8 +118,10 @@ def stage(suite: str, sets, answers: dict[str, list]) -> StageResult:
         probs = np.where(ran[:, None], s[:, :, 0], np.nan)
         sides[name] = Side(probs=probs, pred=w[:, :, 0], seconds=sec, graph_scores=s, graph_pred=w)
     target = np.zeros(n, np.int64)
-    return StageResult(suite, suite, adj[:, :, 0], np.arange(d)[None].repeat(n, 0) != 0, adj,
-                       np.ones((n, d), bool), target, np.full(n, np.nan), sides)
+    keep = np.stack([informative(s) for s in sets])
+    adj = adj & keep[:, :, None] & keep[:, None, :]
+    return StageResult(suite, suite, adj[:, :, 0], keep & (np.arange(d)[None] != 0), adj,
+                       keep, target, np.full(n, np.nan), sides)
 
 
 def _fmt(e) -> str:
@@ -166,7 +176,8 @@ def main() -> None:
                     side_row[f"{k}_minus_{b}"] = e.to_json()
             row[side] = side_row
         results[suite] = {"graphs": len(sets), "d": int(sets[0].adjacency.shape[0]),
-                          "edges": float(np.mean([s.adjacency.sum() for s in sets])), "methods": row}
+                          "edges": float(st.adjacency.sum((1, 2)).mean()),
+                          "dropped": int((~st.var_mask).sum()), "methods": row}
         _print(suite, results[suite])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".json.tmp")
@@ -177,7 +188,8 @@ def main() -> None:
 def _print(suite: str, r: dict) -> None:
     from engine.evaluate.record import Estimate
 
-    print(f"\n### {suite}: {r['graphs']} datasets, d = {r['d']}, {r['edges']:.1f} edges on average\n")
+    dropped = f"; {r['dropped']} never-detected variables dropped" if r.get("dropped") else ""
+    print(f"\n### {suite}: {r['graphs']} datasets, d = {r['d']}, {r['edges']:.1f} edges on average{dropped}\n")
     print("| method | " + " | ".join(SHOWN[k] for k in METRICS) + " | s / dataset | ran |")
     print("|---" * (len(METRICS) + 3) + "|")
     for side, row in r["methods"].items():
