@@ -1,7 +1,7 @@
 """The general pretrained models against PC and GES on data acbo did not generate.
 
   .venv/bin/python benchmarks/general.py [--models general general_int] [--graphs 20]
-      [--suites linear-10 rff-20 grn-10 bnlearn ...] [--limit 600] [--out reports/general_eval]
+      [--suites linear-10 rff-20 grn-10 bnlearn ...] [--limit 600] [--out benchmarks/results/general_eval]
 
 Datasets come from benchmarks/external.py (NumPy samplers apart from engine/scm): linear and RFF
 ER-2 and SERGIO-style GRN counts at d = 10 and 20 (20 datasets of 1000 observational rows each;
@@ -35,6 +35,16 @@ from engine.evaluate.baselines import BaselineTimeout, predict_graph  # noqa: E4
 from engine.evaluate.estimate import estimate  # noqa: E402
 from engine.evaluate.record import Side, StageResult  # noqa: E402
 
+HEADER = """# General models vs PC and GES on data acbo did not generate
+
+Written by `benchmarks/general.py` (datasets: `benchmarks/external.py`). Whole-graph metrics from
+the engine's registry; 95% bootstrap intervals over datasets; F1 and SHD at threshold 0.5 (a CPDAG's
+undirected edge is half an edge each way); "minus" rows are paired differences on the same datasets.
+PC and GES read the observational rows only; "+int" suites add 20 interventional rows per variable
+for the models. A baseline run past the time limit counts as not run (after one, a suite's later
+datasets are not tried for that baseline).
+
+"""
 METRICS = ("graph_auroc", "graph_auprc", "graph_f1", "skeleton_f1", "graph_shd")
 SHOWN = {"graph_auroc": "AUROC", "graph_auprc": "AUPRC", "graph_f1": "F1", "skeleton_f1": "skel F1",
          "graph_shd": "SHD"}
@@ -139,7 +149,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "general_eval")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "general_eval")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general_eval")
     args = ap.parse_args()
     suites = [s for x in args.suites for s in ([f"bnlearn-{n}" for n in external.NETWORKS] if x == "bnlearn" else [x])]
     unknown = [s for s in suites if s not in SUITES]
@@ -167,10 +177,13 @@ def main() -> None:
         st = stage(suite, sets, answers)
         row = {}
         for side in answers:
+            if not st.sides[side].ran.any():  # every run over the limit: nothing to score
+                row[side] = {"ran": 0}
+                continue
             side_row = {k: estimate(st, k, side, n_boot=args.boot, seed=0).to_json() for k in METRICS}
             side_row["seconds"] = estimate(st, "seconds", side, n_boot=args.boot, seed=0).to_json()
             side_row["ran"] = int(st.sides[side].ran.sum())
-            for b in args.baselines if side in predictors else ():
+            for b in [b for b in args.baselines if st.sides[b].ran.any()] if side in predictors else ():
                 for k in ("graph_f1", "skeleton_f1"):
                     e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
                     side_row[f"{k}_minus_{b}"] = e.to_json()
@@ -178,29 +191,37 @@ def main() -> None:
         results[suite] = {"graphs": len(sets), "d": int(sets[0].adjacency.shape[0]),
                           "edges": float(st.adjacency.sum((1, 2)).mean()),
                           "dropped": int((~st.var_mask).sum()), "methods": row}
-        _print(suite, results[suite])
+        print(table(suite, results[suite]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.out.with_suffix(".json"))
+        order = [s for s in SUITES if s in results]
+        for suffix, text in ((".json", json.dumps(results, indent=1)),
+                             (".md", HEADER + "\n".join(table(s, results[s]) for s in order))):
+            tmp = args.out.with_suffix(suffix + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(args.out.with_suffix(suffix))
 
 
-def _print(suite: str, r: dict) -> None:
+def table(suite: str, r: dict) -> str:
+    """One suite's results as markdown."""
     from engine.evaluate.record import Estimate
 
     dropped = f"; {r['dropped']} never-detected variables dropped" if r.get("dropped") else ""
-    print(f"\n### {suite}: {r['graphs']} datasets, d = {r['d']}, {r['edges']:.1f} edges on average{dropped}\n")
-    print("| method | " + " | ".join(SHOWN[k] for k in METRICS) + " | s / dataset | ran |")
-    print("|---" * (len(METRICS) + 3) + "|")
+    out = [f"### {suite}: {r['graphs']} datasets, d = {r['d']}, {r['edges']:.1f} edges on average{dropped}", "",
+           "| method | " + " | ".join(SHOWN[k] for k in METRICS) + " | s / dataset | ran |",
+           "|---" * (len(METRICS) + 3) + "|"]
     for side, row in r["methods"].items():
+        if not row["ran"]:
+            out.append(f"| {side} | " + " | ".join("not run" for _ in METRICS) + f" | over the limit | 0/{r['graphs']} |")
+            continue
         cells = [_fmt(Estimate.from_json(row[k])) for k in METRICS]
         sec = Estimate.from_json(row["seconds"]).value
-        print(f"| {side} | " + " | ".join(cells) + f" | {sec:.3g} | {row['ran']}/{r['graphs']} |")
+        out.append(f"| {side} | " + " | ".join(cells) + f" | {sec:.3g} | {row['ran']}/{r['graphs']} |")
+    out.append("")
     for side, row in r["methods"].items():
         for k, v in row.items():
             if "_minus_" in k:
-                print(f"- {side}: {k.replace('_minus_', ' minus ')} = {_fmt(Estimate.from_json(v))}")
-    sys.stdout.flush()
+                out.append(f"- {side}: {k.replace('_minus_', ' minus ')} = {_fmt(Estimate.from_json(v))}")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
