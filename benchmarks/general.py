@@ -42,7 +42,9 @@ the engine's registry; 95% bootstrap intervals over datasets; F1 and SHD at thre
 undirected edge is half an edge each way); "minus" rows are paired differences on the same datasets.
 PC and GES read the observational rows only; "+int" suites add 20 interventional rows per variable
 for the models. A baseline run past the time limit counts as not run (after one, a suite's later
-datasets are not tried for that baseline).
+datasets are not tried for that baseline). "s / dataset" is the median time of one answer as
+measured here, not a speed comparison: the baselines ran at nice 10 beside two training jobs on 2
+cores (benchmarks/inference_cost.py compares speed on an unloaded process).
 
 """
 METRICS = ("graph_auroc", "graph_auprc", "graph_f1", "skeleton_f1", "graph_shd")
