@@ -471,7 +471,7 @@ def infer(
                                           "(registry/<spec>/<run id>), its model.eqx, a spec name (its latest run with "
                                           "a model) or a shipped model; default: --model."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="The model to use, as RUN (default: the shipped 'general' model, or 'general_int' with --interventions)."),
+                                        help="The model to use, as RUN (default: the shipped 'general' model; 'general_int' with --interventions; 'general_grn' with --counts)."),
     interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
@@ -509,7 +509,7 @@ def infer(
                                  + " ".join(args))
             from engine.pretrained import default, path as pretrained_path
 
-            shipped = default(interventions is not None)
+            shipped = default(interventional=interventions is not None, counts=bool(counts))
             run = args[0] if len(args) == 2 else (model or shipped)
             if len(args) == 1 and model is None and pretrained_path(shipped) is None and not (_root(registry) / shipped).is_dir():
                 raise UsageError(f"no model named, and this acbo ships no '{shipped}' model yet: give a run folder "

@@ -43,7 +43,7 @@ def test_a_shipped_model_answers_with_no_model_named(shipped_smoke, smoke_regist
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_data_with_interventions_get_the_interventional_model_where_it_ships(shipped_smoke, smoke_registry, files, tmp_path):  # noqa: F811
+def test_interventions_and_counts_get_their_own_model_where_it_ships(shipped_smoke, smoke_registry, files, tmp_path):  # noqa: F811
     empty = tmp_path / "empty-registry"
     empty.mkdir()
     args = ["infer", str(files["data"]), "--interventions", str(files["mask"]), "--registry", str(empty)]
@@ -54,6 +54,13 @@ def test_data_with_interventions_get_the_interventional_model_where_it_ships(shi
     assert res.exit_code == 0 and str(interventional) in res.output, res.output
     res = CliRunner().invoke(app, ["infer", str(files["data"]), "--registry", str(empty)])
     assert res.exit_code == 0 and str(shipped_smoke) in res.output  # observational data: general
+    counts = pretrained.ship(run_dir(smoke_registry), "general_grn")
+    lines = files["data"].read_text().splitlines()
+    umis = tmp_path / "umis.csv"
+    rows = [",".join(str(int(abs(float(v)))) for v in line.split(",")) for line in lines[1:]]
+    umis.write_text("\n".join([lines[0], *rows]) + "\n")
+    res = CliRunner().invoke(app, ["infer", str(umis), "--counts", "--registry", str(empty)])
+    assert res.exit_code == 0 and str(counts) in res.output, res.output  # counts: general_grn
 
 
 def test_a_damaged_shipped_model_is_named_not_used(shipped_smoke, files, tmp_path):  # noqa: F811

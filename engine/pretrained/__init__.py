@@ -15,13 +15,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT = "general"  # what `acbo infer data.csv` uses when no model is named
-INTERVENTIONAL = "general_int"  # ... and `acbo infer data.csv --interventions mask.csv`
+INTERVENTIONAL = "general_int"  # ... `acbo infer data.csv --interventions mask.csv`
+COUNTS = "general_grn"  # ... and `acbo infer counts.csv --counts`
 
 
-def default(interventional: bool) -> str:
-    """The shipped model that answers when none is named: the one trained with interventional
-    rows for data that have them (where it ships), else the observational one."""
-    return INTERVENTIONAL if interventional and path(INTERVENTIONAL) is not None else DEFAULT
+def default(interventional: bool = False, counts: bool = False) -> str:
+    """The shipped model that answers when none is named: the count-data one for counts, the
+    one trained with interventional rows for data that have them (each where it ships), else
+    the observational one."""
+    if counts and path(COUNTS) is not None:
+        return COUNTS
+    if interventional and path(INTERVENTIONAL) is not None:
+        return INTERVENTIONAL
+    return DEFAULT
 
 
 def names() -> list[str]:
