@@ -131,3 +131,27 @@ def test_each_shipped_model_finds_graphs_in_data_it_never_saw(name):
     auroc = (s[y][:, None] > s[~y][None, :]).mean() + 0.5 * (s[y][:, None] == s[~y][None, :]).mean()
     assert auroc > 0.85, auroc
     assert 0.3 * true < predicted < 2 * true, (predicted, true)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", pretrained.names())
+def test_training_again_from_the_spec_reproduces_the_shipped_run(name):
+    """The first 100 steps trained again from specs/<name>.toml (the same keys as `acbo apply`)
+    end at the loss the shipped run logged at step 100, to the last bit."""
+    import json
+
+    import jax
+
+    from engine.train.sources import build_phases
+    from engine.train.trainer import Trainer
+
+    folder = RunFolder(pretrained.path(name))
+    logged = json.loads(folder.read_bytes("metrics.jsonl").decode().splitlines()[0])
+    assert logged["step"] == 100
+    spec = load(SPECS_DIR / f"{folder.read_json('lock.json')['spec_name']}.toml").spec
+    trainer = Trainer(spec, jax.devices()[:1])
+    model_key, data_key = jax.random.split(jax.random.PRNGKey(spec.seed))
+    phases = build_phases(spec)
+    state = trainer.init(model_key, phases[0].source)
+    _, losses, _ = trainer.run_steps(state, phases[0].source, data_key, 100)
+    assert float(losses[-1]) == logged["loss"]
