@@ -1,6 +1,6 @@
 """The general pretrained models against PC and GES on data acbo did not generate.
 
-  .venv/bin/python benchmarks/general.py [--models general general_int] [--graphs 20]
+  .venv/bin/python benchmarks/general.py [--models general general_int ...] [--graphs 20]
       [--suites linear-10 rff-20 grn-10 bnlearn ...] [--limit 600] [--out benchmarks/results/general_eval]
 
 Datasets come from benchmarks/external.py (NumPy samplers apart from engine/scm): linear and RFF
@@ -104,8 +104,9 @@ def informative(ds: external.Dataset) -> np.ndarray:
 
 
 def model_answer(predictor, ds: external.Dataset, threshold: float):
-    """(weights, scores, seconds): edge probabilities from all rows, timed warm."""
-    obs, rows = _values(ds)
+    """(weights, scores, seconds): edge probabilities from all rows, timed warm. A model trained
+    on counts (`predictor.counts`) reads the raw UMIs and makes them log2 CPM itself."""
+    obs, rows = (ds.obs, ds.rows) if ds.counts and predictor.counts else _values(ds)
     keep = informative(ds)
     x = (np.concatenate([obs, rows]) if len(rows) else obs)[:, keep]
     mask = np.concatenate([np.zeros(obs.shape, bool), ds.mask])[:, keep] if len(rows) else None
@@ -142,7 +143,7 @@ def _fmt(e) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=["general", "general_int"])
+    ap.add_argument("--models", nargs="*", default=None, help="default: every shipped model")
     ap.add_argument("--suites", nargs="+", default=SUITES, help=f"any of {SUITES}, or 'bnlearn'")
     ap.add_argument("--graphs", type=int, default=20)
     ap.add_argument("--network-datasets", type=int, default=3, help="datasets per bnlearn network")
@@ -161,12 +162,16 @@ def main() -> None:
 
     import engine
 
-    predictors = {m: engine.load(m) for m in args.models}
+    from engine import pretrained
+
+    predictors = {m: engine.load(m) for m in (pretrained.names() if args.models is None else args.models)}
     results = json.loads((args.out.with_suffix(".json")).read_text()) if args.out.with_suffix(".json").exists() else {}
     for suite in suites:
         sets = datasets(suite, args.graphs, args.network_datasets)
         answers: dict[str, list] = {}
         for m, p in predictors.items():
+            if p.counts and not sets[0].counts:  # a count-data model has nothing to say on these
+                continue
             answers[m] = [model_answer(p, ds, args.threshold) for ds in sets]
         base = suite.partition("+")[0]  # the baselines read the same observational rows
         for b in args.baselines:
