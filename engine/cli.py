@@ -471,7 +471,7 @@ def infer(
                                           "(registry/<spec>/<run id>), its model.eqx, a spec name (its latest run with "
                                           "a model) or a shipped model; default: --model."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="The model to use, as RUN (default: the shipped 'general' model; 'general_int' with --interventions; 'general_grn' with --counts)."),
+                                        help="The model to use, as RUN (default: the shipped 'general' model; 'general_int' with --interventions; 'general_grn' with --counts and no interventions)."),
     interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),

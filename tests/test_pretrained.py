@@ -61,6 +61,9 @@ def test_interventions_and_counts_get_their_own_model_where_it_ships(shipped_smo
     umis.write_text("\n".join([lines[0], *rows]) + "\n")
     res = CliRunner().invoke(app, ["infer", str(umis), "--counts", "--registry", str(empty)])
     assert res.exit_code == 0 and str(counts) in res.output, res.output  # counts: general_grn
+    res = CliRunner().invoke(app, ["infer", str(umis), "--counts", "--interventions", str(files["mask"]),
+                                   "--registry", str(empty)])
+    assert res.exit_code == 0 and str(interventional) in res.output, res.output  # knock-outs: general_int
 
 
 def test_a_damaged_shipped_model_is_named_not_used(shipped_smoke, files, tmp_path):  # noqa: F811
@@ -116,6 +119,8 @@ def test_each_shipped_model_finds_graphs_in_data_it_never_saw(name):
     predict a non-empty graph of about the right size (no collapse); rescaling a variable (new
     units) changes nothing."""
     predictor = engine.load(name)
+    if predictor.counts:
+        pytest.skip(f"{name} reads UMI counts; benchmarks/general.py scores it on GRN counts")
     scores, labels, predicted, true = [], [], 0, 0
     for seed in range(4):
         x, adj = _linear_er2(12, 1000, seed)
