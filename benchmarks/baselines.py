@@ -4,21 +4,20 @@
 
 Linear-Gaussian ER graphs with 2 edges per node in expectation, coefficients signed U(0.5, 2)
 (the engine's default linear coef), unit noise, 1000 observational rows, nodes in random order,
-at d = 10, 20, 50. A run over --limit seconds is stopped (SIGALRM) and the rest of that
+at d = 10, 20, 50. A run over --limit seconds is stopped (predict_graph's limit) and the rest of that
 (method, d) cell skipped: these numbers size how many graphs the evaluation can afford.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from engine.evaluate.baselines import available, predict_graph  # noqa: E402
+from engine.evaluate.baselines import BaselineTimeout, available, predict_graph  # noqa: E402
 
 
 def er_linear_gaussian(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,14 +39,6 @@ def skeleton_f1(w: np.ndarray, adj: np.ndarray) -> float:
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(*_):
-    raise _Timeout
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--graphs", type=int, default=3)
@@ -56,21 +47,17 @@ def main() -> None:
     args = ap.parse_args()
     if (why := available("pc")) is not None:
         sys.exit(why)
-    signal.signal(signal.SIGALRM, _alarm)
     print(f"{'method':6} {'d':>3} {'edges':>6} {'s/graph':>16} {'skeleton F1':>16}")
     for d in args.sizes:
         data = [er_linear_gaussian(d, 1000, seed) for seed in range(args.graphs)]
         for name in ("pc", "ges"):
             secs, f1s = [], []
             for x, adj in data:
-                signal.alarm(args.limit)
                 try:
-                    pred = predict_graph(name, x, seed=0)
-                except _Timeout:
+                    pred = predict_graph(name, x, seed=0, limit=args.limit)
+                except BaselineTimeout:
                     print(f"{name:6} {d:>3}  stopped: one graph took over {args.limit} s")
                     break
-                finally:
-                    signal.alarm(0)
                 secs.append(pred.seconds)
                 f1s.append(skeleton_f1(pred.weights, adj))
             else:
