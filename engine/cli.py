@@ -478,6 +478,9 @@ def infer(
     graphml: Optional[Path] = typer.Option(None, "--graphml", help="Write the edges as GraphML (probability as attribute 'prob', the run's metadata as graph attributes)."),
     threshold: float = typer.Option(0.0, "--threshold", min=0.0, max=1.0,
                                     help="GraphML: only edges with probability above this (default 0: every edge)."),
+    decide: bool = typer.Option(False, "--decide",
+                                help="GraphML: only the edges of the one graph of highest expected F1 under the "
+                                     "probabilities (each pair's likelier direction; instead of --threshold)."),
     max_memory_gb: Optional[float] = typer.Option(
         None, "--max-memory-gb", min=0.001,
         help="Working memory the model may use (default: half of what is available); models that "
@@ -507,6 +510,10 @@ def infer(
             if len(args) > 2 or (len(args) == 2 and model is not None):
                 raise UsageError("give the data file and at most one model (RUN or --model), not "
                                  + " ".join(args))
+            if decide and not graphml:
+                raise UsageError("--decide picks the edges of the GraphML file: give --graphml too")
+            if decide and threshold:
+                raise UsageError("--decide and --threshold both pick the GraphML's edges: give one")
             from engine.pretrained import default, path as pretrained_path
 
             shipped = default(interventional=interventions is not None, counts=bool(counts))
@@ -550,8 +557,9 @@ def infer(
                      "to fit the memory budget")
             if graphml:
                 graph = graph or predictor.graph(table, mask)
-                graph.to_graphml(graphml, threshold=threshold)
-                note(f"wrote {graphml} (edges with probability > {threshold:g})")
+                graph.to_graphml(graphml, threshold="expected_f1" if decide else threshold)
+                note(f"wrote {graphml} (" + ("the graph of highest expected F1" if decide
+                                             else f"edges with probability > {threshold:g}") + ")")
             if output:
                 write_output(output, buf.getvalue().encode())
                 note(f"wrote {output}")

@@ -4,6 +4,7 @@
     predictor.parents("data.csv", interventions="mask.csv", target="Y")  # {name: P(name -> Y)}
     predictor.graph("data.csv")                                          # Graph: P(i -> j)
     predictor.graph(df).to_networkx(threshold=0.5)   # a pandas DataFrame, or (array, names)
+    predictor.graph(df).decided()                    # the graph of highest expected F1
     predictor(df).to_pandas()                          # the same as predictor.graph(df)
 
 Data are standardised per variable by their observational rows (rows with no intervention), as
@@ -61,23 +62,37 @@ class Graph:
             raise InferError("Graph.to_pandas needs pandas: pip install pandas") from None
         return pd.DataFrame(self.probs, index=list(self.names), columns=list(self.names))
 
-    def to_networkx(self, threshold: float = 0.5):
-        """A networkx.DiGraph of the edges with probability > `threshold` (attribute `prob`);
-        the run's metadata and the threshold are graph attributes (`g.graph`)."""
+    def decided(self) -> np.ndarray:
+        """The one graph [i, j] (0/1) of highest expected F1 under these probabilities: its
+        adjacencies by expected F1, each oriented by its likelier direction (engine.evaluate.decision)."""
+        from engine.evaluate.decision import expected_f1_graph
+
+        return expected_f1_graph(self.probs).astype(bool)
+
+    def to_networkx(self, threshold: float | str = 0.5):
+        """A networkx.DiGraph of the edges with probability > `threshold`, or with
+        `threshold="expected_f1"` those of `decided()` (attribute `prob`); the run's metadata and
+        the threshold are graph attributes (`g.graph`)."""
         import networkx as nx
 
+        if threshold == "expected_f1":
+            edges = self.decided()
+        elif isinstance(threshold, str):
+            raise InferError(f"threshold: a probability or 'expected_f1', not {threshold!r}")
+        else:
+            edges = self.probs > threshold
         g = nx.DiGraph()
         g.graph.update({k: v for k, v in self.metadata.items() if isinstance(v, (str, int, float, bool))})
-        g.graph["threshold"] = float(threshold)
+        g.graph["threshold"] = threshold if isinstance(threshold, str) else float(threshold)
         g.add_nodes_from(self.names)
-        for i, j in zip(*np.nonzero(self.probs > threshold)):
+        for i, j in zip(*np.nonzero(edges)):
             if i != j:
                 g.add_edge(self.names[i], self.names[j], prob=float(self.probs[i, j]))
         return g
 
-    def to_graphml(self, path: Path, threshold: float = 0.0) -> None:
-        """Every edge with probability > `threshold`, its probability as attribute `prob`, and
-        the run's metadata as graph attributes (written atomically)."""
+    def to_graphml(self, path: Path, threshold: float | str = 0.0) -> None:
+        """The edges of `to_networkx(threshold)` (default: every edge with probability > 0), the
+        probability as attribute `prob`, the run's metadata as graph attributes (written atomically)."""
         import networkx as nx
 
         write_output(path, "\n".join(nx.generate_graphml(self.to_networkx(threshold))).encode())

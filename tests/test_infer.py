@@ -292,3 +292,22 @@ def test_infer_quiet_prints_only_the_result(smoke_registry, files):
     result = _run("smoke", files["data"], "--registry", smoke_registry, "--quiet", "--target", "C")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "parent,probability" and "model:" not in result.output
+
+
+def test_graphml_of_the_expected_f1_graph(smoke_registry, files):
+    gml = files["dir"] / "decided.graphml"
+    run = run_dir(smoke_registry)
+    res = _run(run, files["data"], "--interventions", files["mask"], "--graphml", gml, "--decide",
+               "--output", files["dir"] / "decided.csv")
+    assert res.exit_code == 0, res.output
+    graph = engine.load(run).graph(files["data"], files["mask"])
+    decided = graph.decided()
+    assert decided.any() and not (decided & decided.T).any()
+    g = nx.read_graphml(gml)
+    assert set(g.edges) == {(NAMES[i], NAMES[j]) for i, j in zip(*np.nonzero(decided))}
+    assert g.graph["threshold"] == "expected_f1"
+    for args, message in (((), "give --graphml too"), (("--graphml", gml, "--threshold", "0.2"), "give one")):
+        res = _run(run, files["data"], "--decide", *args)
+        assert res.exit_code == 2 and message in res.output, res.output
+    with pytest.raises(engine.infer.InferError, match="expected_f1"):
+        graph.to_networkx(threshold="f1")

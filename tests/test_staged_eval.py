@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -182,3 +183,51 @@ def test_an_evaluated_model_must_be_a_spec_beside_this_one(tmp_path):
     line = text.splitlines().index('models = ["smok"]') + 1
     assert f"other.toml:{line}: evaluation.models.0: no spec named 'smok'" in result.output
     assert "did you mean 'smoke'" in result.output
+
+
+class _Unsure:
+    """A stand-in model that gives every edge probability 0.4 (its parent head the same)."""
+
+    def __call__(self, x, r, v, t):
+        return jnp.full(v.shape, np.log(0.4 / 0.6))
+
+    def graph(self, x, r, v):
+        d = v.shape[0]
+        return jnp.where(jnp.eye(d, dtype=bool), -1e9, np.log(0.4 / 0.6))
+
+
+@pytest.mark.parametrize("decision", ["threshold", "expected_f1"])
+def test_the_graph_decision_makes_the_models_graph_and_is_recorded(decision):
+    from engine.evaluate.decision import ExpectedF1, Threshold
+    from engine.evaluate.record import Evaluation
+
+    rng = np.random.default_rng(0)
+    n, d = 2, 5
+    inputs = procedure.StageInputs(
+        obs=rng.normal(size=(n, 20, d)).astype(np.float32), rows_values=np.zeros((n, 1, d), np.float32),
+        rows_mask=np.zeros((n, 1, d), bool), rows_valid=np.zeros((n, 1), bool),
+        var_mask=np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool), target=np.zeros(n, int),
+        adjacency=np.triu(np.ones((n, d, d), bool), 1), marginals=np.full((n, d), 0.3),
+        set_probs=np.ones((n, 1)), sets=np.zeros((n, 1, 1), int), run_seconds=np.ones(n),
+    )
+    rule = ExpectedF1() if decision == "expected_f1" else Threshold(0.5)
+    record, _ = procedure.evaluate_stage(
+        "s", "", inputs, {"model": procedure.ModelUnderTest(_Unsure(), True)}, object(), (), 0.5,
+        timed_graphs=0, repeats=1, key=None, seed=0, graph_decision=rule)
+    graph = record.sides["model"].graph_pred
+    if decision == "threshold":
+        assert not graph.any()  # nothing reaches 0.5: the empty graph
+    else:  # every pair is adjacent with q = 0.8: all of them, each one way, none on padding
+        assert graph[0].sum() == 10 and graph[1].sum() == 3 and not graph[1][3:].any()
+        assert not (graph * graph.transpose(0, 2, 1)).any()
+    assert (record.sides["model"].pred == 0).all()  # parent sets stay the cut at `threshold`
+    ev = Evaluation({"s": record}, 0.5, 10, 0, {}, decision)
+    assert Evaluation.from_parts(ev.to_arrays(), ev.to_json()).graph_decision == decision
+
+
+def test_the_spec_builds_its_graph_decision():
+    from engine.evaluate.decision import ExpectedF1, Threshold
+    from engine.spec.evaluation import EvaluationSpec
+
+    assert EvaluationSpec().build_decision() == ExpectedF1()
+    assert EvaluationSpec(graph_decision="threshold", threshold=0.3).build_decision() == Threshold(0.3)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.evaluate.baselines import BaselineTimeout, available, predict_graph
+from engine.evaluate.decision import Threshold
 from engine.evaluate.record import Side, StageResult
 from engine.scm.types import Dataset
 
@@ -91,7 +92,7 @@ def predict_fn(model):
     return jax.jit(lambda x, r, v, t: jax.nn.sigmoid(model(x, r, v, t)))
 
 
-def _model_side(m: ModelUnderTest, inputs: StageInputs, threshold: float, chunk: int = 16) -> Side:
+def _model_side(m: ModelUnderTest, inputs: StageInputs, threshold: float, decide, chunk: int = 16) -> Side:
     """Probabilities on every graph, batched (chunks bound the memory of large graphs)."""
     parents = jax.jit(jax.vmap(lambda x, r, v, t: jax.nn.sigmoid(m.model(x, r, v, t))))
     graph = jax.jit(jax.vmap(lambda x, r, v: jax.nn.sigmoid(m.model.graph(x, r, v))))
@@ -107,7 +108,7 @@ def _model_side(m: ModelUnderTest, inputs: StageInputs, threshold: float, chunk:
     return Side(
         probs=probs, pred=(probs > threshold).astype(np.float64), seconds=np.full(inputs.n, np.nan),
         graph_scores=graph_scores,
-        graph_pred=None if graph_scores is None else (graph_scores > threshold).astype(np.float64),
+        graph_pred=None if graph_scores is None else decide(graph_scores, inputs.var_mask),
     )
 
 
@@ -165,12 +166,16 @@ def evaluate_stage(
     info: dict | None = None,
     progress: Callable[[str], None] = lambda note: None,
     baseline_seconds: float | None = None,
+    graph_decision=None,
 ) -> tuple[StageResult, dict[str, float]]:
-    """(the stage's record without its summary, compile seconds per method)."""
+    """(the stage's record without its summary, compile seconds per method). `graph_decision`
+    (engine.evaluate.decision) makes a model's edge probabilities one graph; default: the
+    edges above `threshold`."""
+    decide = graph_decision or Threshold(threshold)
     sides: dict[str, Side] = {}
     for side_name, m in models.items():
         progress(f"{name}: {side_name} on {inputs.n} graphs")
-        sides[side_name] = _model_side(m, inputs, threshold)
+        sides[side_name] = _model_side(m, inputs, threshold, decide)
     sides["expert"] = _expert_side(inputs, threshold)
     skipped = {}
     for b in baselines:

@@ -114,6 +114,7 @@ class Evaluation:
     n_boot: int
     seed: int
     compile_seconds: dict[str, float] = field(default_factory=dict)
+    graph_decision: str = "threshold"  # how a model's edge probabilities became its graph_pred
 
     def stage(self, name: str | None = None) -> StageResult:
         """The stage `name` (default: the first declared)."""
@@ -137,6 +138,7 @@ class Evaluation:
     def to_json(self) -> dict:
         return {
             "threshold": self.threshold,
+            "graph_decision": self.graph_decision,
             "n_boot": self.n_boot,
             "seed": self.seed,
             "compile_seconds": self.compile_seconds,
@@ -172,4 +174,4 @@ class Evaluation:
                 **{f: arrays.get(f"{name}/{f}") for f in _STAGE_OPTIONAL},
             )
         return cls(stages, float(meta["threshold"]), int(meta["n_boot"]), int(meta["seed"]),
-                   dict(meta.get("compile_seconds", {})))
+                   dict(meta.get("compile_seconds", {})), meta.get("graph_decision", "threshold"))

@@ -92,8 +92,10 @@ def evaluated(run: RunRecord) -> list[str]:
     if (text := expert_text(spec)):
         out.append(text)
     if ev is not None:
+        graphs = ("the graph of highest expected F1 under its probabilities"
+                  if ev.graph_decision == "expected_f1" else f"edges above {fmt(ev.threshold)}")
         out.append(f"{len(ev.stages)} evaluation stage(s): {', '.join(ev.stages)}; threshold "
-                   f"{fmt(ev.threshold)}; intervals from {ev.n_boot} bootstrap resamples of the "
+                   f"{fmt(ev.threshold)} (a model's whole graph: {graphs}); intervals from {ev.n_boot} bootstrap resamples of the "
                    f"graphs (seed {ev.seed}), paired across methods.")
     return out
 

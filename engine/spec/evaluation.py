@@ -84,9 +84,14 @@ class EvaluationSpec(Section):
     graphs (`n_boot` resamples). `models`: other specs whose trained models are evaluated as
     extra sides, named by their spec name. `baseline_seconds`: the longest PC or GES may run on
     one graph; past it the run is stopped and the graph counts as not run for that baseline
-    (said in the record), since GES's search grows steeply with size and density."""
+    (said in the record), since GES's search grows steeply with size and density.
+    `graph_decision`: how a model's edge probabilities become the one graph its graph F1, skeleton
+    F1 and SHD score: "expected_f1" (default), the graph of highest expected F1 under them
+    (engine.evaluate.decision), or "threshold", the edges above `threshold`. Parent-set
+    predictions are always the parents above `threshold`."""
 
     threshold: float = Field(default=0.5, gt=0, lt=1)
+    graph_decision: Literal["expected_f1", "threshold"] = "expected_f1"
     timing_repeats: int = Field(default=3, gt=0)
     timed_graphs: int = Field(default=20, gt=0)
     n_boot: int = Field(default=1000, gt=0)
@@ -95,6 +100,12 @@ class EvaluationSpec(Section):
     baseline_seconds: float = Field(default=600.0, gt=0)
     models: list[SpecName] = []
     stages: list[EvaluationStage] = []
+
+    def build_decision(self):
+        """The runtime rule that turns a model's edge probabilities into one graph."""
+        from engine.evaluate.decision import ExpectedF1, Threshold
+
+        return ExpectedF1() if self.graph_decision == "expected_f1" else Threshold(self.threshold)
 
     @model_validator(mode="after")
     def _names(self) -> "EvaluationSpec":

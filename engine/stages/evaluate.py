@@ -89,7 +89,7 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
             st.name, st.description, inputs, models, st.expert.build(), st.baselines, ev.threshold,
             st.timed_graphs, ev.timing_repeats, ctx.key("evaluate", st.seed), st.seed,
             info=_info(spec, st, inputs), progress=lambda note: ctx.progress.advance(i, note),
-            baseline_seconds=ev.baseline_seconds,
+            baseline_seconds=ev.baseline_seconds, graph_decision=ev.build_decision(),
         )
         for b, reason in record.info["skipped"].items():
             ctx.progress.log(f"evaluation stage {st.name}: {b} not run: {reason}")
@@ -100,7 +100,7 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
         record = optimization_stage(ctx.dir(f"optimize.{problem.name}").read_arrays("episodes.npz"),
                                     problem, spec.optimize, ev.threshold)
         stages[problem.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
-    evaluation = Evaluation(stages, ev.threshold, ev.n_boot, spec.seed, compile_s)
+    evaluation = Evaluation(stages, ev.threshold, ev.n_boot, spec.seed, compile_s, ev.graph_decision)
     out = ctx.dir("evaluate")
     write_atomic(out.work_dir() / "evaluation.npz", arrays_to_bytes(evaluation.to_arrays()))
     write_json(out.work_dir() / "evaluation.json", evaluation.to_json())
