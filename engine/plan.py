@@ -37,7 +37,7 @@ class PlanError(Exception):
 
 # Keys added to a section after caches existed: at these defaults they hash as if absent, so
 # adding them did not invalidate every cached stage.
-_LATER_DEFAULTS = {"data": {"mode": "fixed"}, "train": {"curriculum": []}}
+_LATER_DEFAULTS = {"data": {"mode": "fixed"}, "train": {"curriculum": []}, "model": {"quadratic": False}}
 
 
 def _dump(section, name: str | None = None) -> object:
@@ -86,7 +86,7 @@ def stage_hashes(spec_file: SpecFile) -> dict[str, PlannedStage]:
     add("demonstrations", {"seed": seed, "data": _dump(spec.data, "data"),
                            "format": STAGE_FORMATS["demonstrations"]}, ["expert"])
     if spec.trains:
-        inputs = {"seed": seed, "model": _dump(spec.model), "loss": _dump(spec.loss), "train": _dump(spec.train, "train")}
+        inputs = {"seed": seed, "model": _dump(spec.model, "model"), "loss": _dump(spec.loss), "train": _dump(spec.train, "train")}
         if spec.model.kind in MODEL_VERSIONS:
             inputs["model_version"] = MODEL_VERSIONS[spec.model.kind]
         if spec.data.mode == "online":

@@ -154,6 +154,44 @@ def test_stats_effect_feature_tells_a_cause_from_its_effect_with_one_row_each():
     assert np.allclose(f[0, 1, 15:17], f[1, 0, 13:15])  # 15-16 are (k, i)'s
 
 
+def test_quadratic_features_see_an_even_mechanism_that_correlation_misses():
+    """Y = X^2 + noise, Z independent, W = Y + noise: corr(X, Y) is about 0, but the correlation
+    of Y with X's square (feature 0 of (Y, X)) is high and survives conditioning (1); given Y,
+    X's square says little more about W (1 of (W, X) far below (Y, X)'s); Z has nothing with anyone; the
+    features do not depend on units, and padded variables get none."""
+    from engine.models.features import pair_features, quadratic_features
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    xs = rng.normal(size=n)
+    ys = xs**2 + 0.3 * rng.normal(size=n)
+    ws = ys + 0.5 * rng.normal(size=n)
+    values = np.stack([xs, ys, rng.normal(size=n), ws, np.zeros(n)], 1).astype(np.float32)
+    x = jnp.asarray(np.stack([values, np.zeros_like(values)], -1))
+    rows, vm = jnp.ones(n, bool), jnp.array([1, 1, 1, 1, 0], bool)
+    q = np.asarray(quadratic_features(x, rows, vm))
+    X, Y, Z, W = 0, 1, 2, 3
+    assert abs(np.asarray(pair_features(x, rows, vm))[X, Y, 0]) < 0.1  # correlation misses it
+    assert q[Y, X, 0] > 0.9 and q[Y, X, 1] > 0.5  # Y with X^2, marginal and partial
+    assert abs(q[W, X, 1]) < q[Y, X, 1] / 4 and q[W, Y, 3] > 0.4  # W hears X only through Y
+    assert np.abs(q[Z, :4]).max() < 0.1 and np.abs(q[:4, Z]).max() < 0.1
+    assert not q[4].any() and not q[:, 4].any() and not q[np.arange(5), np.arange(5)].any()
+    scaled = x.at[..., 0].multiply(jnp.array([1e-3, 1e3, 1.0, 7.0, 1.0]))
+    np.testing.assert_allclose(np.asarray(quadratic_features(scaled, rows, vm)), q, atol=2e-3)
+
+
+def test_a_quadratic_stats_model_builds_and_old_specs_keep_their_hash():
+    from engine.plan import _dump
+    from engine.spec.model import StatsModel
+
+    plain, quad = StatsModel(kind="stats"), StatsModel(kind="stats", quadratic=True)
+    assert "quadratic" not in _dump(plain, "model") and _dump(quad, "model")["quadratic"] is True
+    model = quad.build(jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(40, 6, 2)).astype(np.float32)).at[..., 1].set(0)
+    g = model.graph(x, jnp.ones(40, bool), jnp.ones(6, bool))
+    assert g.shape == (6, 6) and np.isfinite(np.asarray(g)).all()
+
+
 def linear_gaussian(n_graphs, d_low, d_high, d_pad, seed, n_obs=100, n_int_per_node=4):
     """Erdos-Renyi DAGs (1 edge per node), weights +-U(0.5, 2), unit Gaussian noise, plus hard
     interventions do(j = +-U(2, 4)) on every node. Returns x [G, n, d_pad, 2], masks, adjacency."""

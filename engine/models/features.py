@@ -114,6 +114,49 @@ def pair_features(
     return pair * valid
 
 
+N_QUADRATIC_FEATURES = 5
+
+
+def quadratic_features(
+    x: Float[Array, "n d 2"], row_mask: Bool[Array, " n"], var_mask: Bool[Array, " d"]
+) -> Float[Array, "d d 5"]:
+    """Second-order dependence over the observational rows, features f[i, k] of the pair (i, k):
+
+    0 correlation of z_i with h_k, 1 their partial correlation given every other z and h,
+    2 partial correlation of h_i and h_k, 3 of z_i and z_k, given every other z and h,
+    4 correlation of h_i and h_k; where h = z^2, centred and scaled over the same rows.
+
+    Correlations see only linear dependence: a mechanism that is even in a parent (RFF and MLP
+    ones often are, over part of their range) or moves a child's spread (heteroscedastic noise)
+    leaves them near 0. The partial correlations of the stacked [z, h] (one 2d x 2d precision)
+    are those of a quadratic regression of each term on all the others, so they also say whether
+    a dependence survives conditioning, as the linear partial correlation does for linear data.
+    """
+    value, indicator = x[..., 0], x[..., 1]
+    vm = var_mask.astype(value.dtype)
+    rows = row_mask.astype(value.dtype)
+    obs = rows * (1.0 - jnp.max(indicator * vm[None, :], axis=1))  # [n]
+    n_obs = jnp.maximum(obs.sum(), 1.0)
+
+    def standard(v):
+        mean = (obs[:, None] * v).sum(0) / n_obs
+        std = jnp.sqrt((obs[:, None] * (v - mean) ** 2).sum(0) / n_obs) + _EPS
+        return (v - mean) / std * vm
+
+    z = standard(value)
+    u = jnp.concatenate([z, standard(z**2)], axis=1)  # [n, 2d]
+    d = z.shape[1]
+    corr = (obs[:, None] * u).T @ u / n_obs
+    pad = jnp.concatenate([1.0 - vm, 1.0 - vm])
+    prec = spd_inverse(corr + jnp.diag(pad) + 1e-2 * jnp.eye(2 * d))
+    diag = jnp.sqrt(jnp.clip(jnp.diag(prec), _EPS))
+    partial = -prec / (diag[:, None] * diag[None, :])
+    zz, zh, hh = partial[:d, :d], partial[:d, d:], partial[d:, d:]
+    off = 1.0 - jnp.eye(d, dtype=z.dtype)  # a variable's own z-h terms are not a pair
+    pair = jnp.stack([corr[:d, d:] * off, zh * off, hh * off, zz * off, corr[d:, d:] * off], axis=-1)
+    return pair * (vm[:, None] * vm[None, :])[..., None]
+
+
 N_CELL_FEATURES = 4
 
 

@@ -7,7 +7,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from engine.models.features import N_CELL_FEATURES, N_PAIR_FEATURES, cell_features, pair_features
+from engine.models.features import (
+    N_CELL_FEATURES,
+    N_PAIR_FEATURES,
+    N_QUADRATIC_FEATURES,
+    cell_features,
+    pair_features,
+    quadratic_features,
+)
 from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
@@ -21,11 +28,11 @@ class RelationalAttention(eqx.Module):
     pair_bias: eqx.nn.MLP
     heads: int = eqx.field(static=True)
 
-    def __init__(self, dim: int, heads: int, key: PRNGKeyArray):
+    def __init__(self, dim: int, heads: int, key: PRNGKeyArray, n_pair: int = N_PAIR_FEATURES):
         k1, k2, k3 = jax.random.split(key, 3)
         self.qkv = eqx.nn.Linear(dim, 3 * dim, key=k1)
         self.out = eqx.nn.Linear(dim, dim, key=k2)
-        self.pair_bias = eqx.nn.MLP(N_PAIR_FEATURES, heads, 32, 1, activation=jax.nn.gelu, key=k3)
+        self.pair_bias = eqx.nn.MLP(n_pair, heads, 32, 1, activation=jax.nn.gelu, key=k3)
         self.heads = heads
 
     def __call__(
@@ -48,10 +55,10 @@ class Block(eqx.Module):
     norm2: eqx.nn.LayerNorm
     mlp: eqx.nn.MLP
 
-    def __init__(self, dim: int, heads: int, key: PRNGKeyArray):
+    def __init__(self, dim: int, heads: int, key: PRNGKeyArray, n_pair: int = N_PAIR_FEATURES):
         k1, k2 = jax.random.split(key)
         self.norm1 = eqx.nn.LayerNorm(dim)
-        self.attn = RelationalAttention(dim, heads, k1)
+        self.attn = RelationalAttention(dim, heads, k1, n_pair)
         self.norm2 = eqx.nn.LayerNorm(dim)
         self.mlp = eqx.nn.MLP(dim, dim, 2 * dim, 1, activation=jax.nn.gelu, key=k2)
 
@@ -69,7 +76,8 @@ class StatsPredictor(AmortizedPredictor):
     the target only through another one); a linear head gives one logit per variable. The head's
     bias starts at -2 because parents are rare: the model has to learn to
     raise specific ones rather than the reverse. The graph head runs this once per target over
-    shared pair features; `intervened` is a small per-cell head on value statistics.
+    shared pair features; `intervened` is a small per-cell head on value statistics. With
+    `quadratic`, the pair features also hold second-order dependence (features.quadratic_features).
     """
 
     embed: eqx.nn.MLP
@@ -77,17 +85,24 @@ class StatsPredictor(AmortizedPredictor):
     norm: eqx.nn.LayerNorm
     head: eqx.nn.Linear
     cell_head: eqx.nn.MLP
+    quadratic: bool = eqx.field(static=True)
 
     def __init__(self, spec, key: PRNGKeyArray):
         keys = jax.random.split(key, spec.layers + 3)
-        self.embed = eqx.nn.MLP(
-            3 * N_PAIR_FEATURES + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0]
-        )
-        self.blocks = tuple(Block(spec.dim, spec.heads, k) for k in keys[1:-2])
+        self.quadratic = bool(getattr(spec, "quadratic", False))
+        n_pair = N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
+        self.embed = eqx.nn.MLP(3 * n_pair + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0])
+        self.blocks = tuple(Block(spec.dim, spec.heads, k, n_pair) for k in keys[1:-2])
         self.norm = eqx.nn.LayerNorm(spec.dim)
         head = eqx.nn.Linear(spec.dim, 1, key=keys[-2])
         self.head = eqx.tree_at(lambda l: l.bias, head, jnp.full((1,), -2.0))
         self.cell_head = eqx.nn.MLP(N_CELL_FEATURES, 1, 32, 1, activation=jax.nn.gelu, key=keys[-1])
+
+    def _pairs(self, x, row_mask, var_mask) -> Float[Array, "d d f"]:
+        pairs = pair_features(x, row_mask, var_mask)
+        if self.quadratic:
+            pairs = jnp.concatenate([pairs, quadratic_features(x, row_mask, var_mask)], axis=-1)
+        return pairs
 
     def _parents(self, pairs, var_mask, target):
         d = pairs.shape[0]
@@ -111,7 +126,7 @@ class StatsPredictor(AmortizedPredictor):
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, " d"]:
         """Parent logits [d]; the target and padded variables get a large negative logit."""
-        return self._parents(pair_features(x, row_mask, var_mask), var_mask, target)
+        return self._parents(self._pairs(x, row_mask, var_mask), var_mask, target)
 
     def graph(
         self,
@@ -122,7 +137,7 @@ class StatsPredictor(AmortizedPredictor):
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "d d"]:
         """Edge logits [i, j] of i -> j: column j is the parent head with target j."""
-        pairs = pair_features(x, row_mask, var_mask)
+        pairs = self._pairs(x, row_mask, var_mask)
         d = pairs.shape[0]
         cols = jax.vmap(lambda t: self._parents(pairs, var_mask, t))(jnp.arange(d))  # [t, i]
         return jnp.where(var_mask[None, :], cols.T, _NEG)  # padded targets: no parents

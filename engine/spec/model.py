@@ -17,13 +17,16 @@ class StatsModel(Section):
     response to interventions on each variable, ...), embeds them, and mixes variables with
     `layers` blocks of self-attention over the variable axis. Equivariant over variables and
     independent of their number, so a model trained on 3-8 nodes runs on 20. The graph head
-    runs the parent head once per target (shared statistics).
+    runs the parent head once per target (shared statistics). `quadratic` adds second-order
+    dependence statistics (correlations and partial correlations of the variables and their
+    squares), which see mechanisms that correlations miss (even or spread-moving ones).
     """
 
     kind: Literal["stats"]
     dim: int = Field(default=64, gt=0)
     layers: int = Field(default=2, ge=0)
     heads: int = Field(default=4, gt=0)
+    quadratic: bool = False
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "StatsModel":
