@@ -323,16 +323,10 @@ def _estimates(spec, n_devices: int, uses_spec=None, workers: int = 2
     train_spec = spec if spec.trains else uses_spec
     mem = 0.5
     if spec.trains:
-        # compile (avici's grows with its layers and rows: 6-36 s measured) + the steps
+        # compile (avici's grows with its layers and rows: 6-36 s measured) + the steps (each
+        # simulating its batch in online mode)
         compile_s = 15.0 + (5.0 * spec.model.layers if spec.model.kind == "avici" else 0.0)
         est["train"] = compile_s + spec.train.steps * step_seconds(spec, n_devices)
-        if spec.data.mode == "online":  # each step simulates its batch (as the simulate stage)
-            # Measured with the current simulator: phase2a_online's 6000 steps (batch 32, 3-8
-            # nodes) train in about 70 s on 2 cores, against an estimate of about 10 minutes.
-            stages = [c.scm(spec.scm) for c in spec.train.curriculum] or [spec.scm]
-            d_max = max(s.max_nodes for s in stages)
-            per_step = 2e-8 * spec.train.batch_size * n_rows * d_max * d_max
-            est["train"] += spec.train.steps * per_step / n_devices
     est.update(_optimize_estimates(spec, workers))
     if train_spec is not None:
         dim = train_spec.model.dim

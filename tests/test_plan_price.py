@@ -213,3 +213,22 @@ def test_plan_tables_fit_100_columns(name, tmp_path):
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in result.stdout.splitlines()) <= 100
     assert "total" in result.stdout and "CPU-hours" in result.stdout
+
+
+def test_an_online_step_prices_its_batchs_simulation_by_mechanism():
+    """The simulation part of an online step: grn's SDE costs per Euler step (twice the steps,
+    about twice the time), a VirtualBrownianTree about 10x a fixed path; a fixed-data spec
+    simulates nothing in its steps."""
+    from engine.train.cost import simulate_seconds, step_seconds
+
+    grn = load(SPECS / "general_grn.toml").spec
+    finer = load(SPECS / "general_grn.toml", ['scm.mechanism=[{ kind = "grn", brownian = "path", '
+                                              'technical_noise = {}, dt = 0.025 }]']).spec
+    tree = load(SPECS / "general_grn.toml", ['scm.mechanism=[{ kind = "grn", technical_noise = {} }]']).spec
+    base = simulate_seconds(grn.scm, 16)
+    assert 1.8 < simulate_seconds(finer.scm, 16) / base < 2.0
+    assert simulate_seconds(tree.scm, 16) / base > 8
+    linear = load(SPECS / "general.toml").spec  # same sizes, no SDE: over 10x cheaper to simulate
+    assert simulate_seconds(linear.scm, 16) < base / 10
+    fixed = load(SPECS / "general.toml", ['data.mode="fixed"', 'data.split={ train = 0.5, validation = 0.2, heldout = 0.3 }']).spec
+    assert step_seconds(linear) - step_seconds(fixed) == pytest.approx(simulate_seconds(linear.scm, 16))

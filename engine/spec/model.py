@@ -42,11 +42,16 @@ class StatsModel(Section):
     def forward_flops(self, n: int, d: int, graph: bool = False) -> float:
         """Multiply-adds x 2 of one forward pass on n rows, d variables (one target; every
         target with `graph`): the pair statistics, then per target the token embedding and
-        `layers` relational-attention blocks (with their pair-bias MLP)."""
+        `layers` relational-attention blocks. Their pair-bias MLP reads only the pair statistics,
+        so it runs once for every target (vmap leaves what a target does not touch unbatched)."""
+        f = 17 + (5 if self.quadratic else 0)
         pairs = 12 * n * d * d + 2 * d**3
-        tokens = 2 * d * (52 * self.dim + self.dim**2)
-        block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim + 2 * d * d * (17 * 32 + 32 * self.heads)
-        return pairs + (d if graph else 1) * (tokens + self.layers * block)
+        if self.quadratic:  # the stacked [z, z^2]: a 2d x 2d correlation and its inverse
+            pairs += 8 * n * d * d + 16 * d**3
+        tokens = 2 * d * ((3 * f + 1) * self.dim + self.dim**2)
+        block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim
+        bias = self.layers * 2 * d * d * (f * 32 + 32 * self.heads)
+        return pairs + bias + (d if graph else 1) * (tokens + self.layers * block)
 
 
 class AviciModel(Section):
