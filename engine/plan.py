@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
-from engine.train.cost import step_seconds
+from engine.train.cost import train_seconds
 
 ENGINE_VERSION = "0.10.0"  # bump when stored artifacts change (format, or the data a seed gives)
 STAGES = ("simulate", "expert", "demonstrations", "train", "evaluate")
@@ -326,7 +326,7 @@ def _estimates(spec, n_devices: int, uses_spec=None, workers: int = 2
         # compile (avici's grows with its layers and rows: 6-36 s measured) + the steps (each
         # simulating its batch in online mode)
         compile_s = 15.0 + (5.0 * spec.model.layers if spec.model.kind == "avici" else 0.0)
-        est["train"] = compile_s + spec.train.steps * step_seconds(spec, n_devices)
+        est["train"] = compile_s + train_seconds(spec, n_devices)
     est.update(_optimize_estimates(spec, workers))
     if train_spec is not None:
         dim = train_spec.model.dim

@@ -232,3 +232,15 @@ def test_an_online_step_prices_its_batchs_simulation_by_mechanism():
     assert simulate_seconds(linear.scm, 16) < base / 10
     fixed = load(SPECS / "general.toml", ['data.mode="fixed"', 'data.split={ train = 0.5, validation = 0.2, heldout = 0.3 }']).spec
     assert step_seconds(linear) - step_seconds(fixed) == pytest.approx(simulate_seconds(linear.scm, 16))
+
+
+def test_an_online_curriculum_prices_each_stage_at_its_own_sizes():
+    from engine.train.cost import step_seconds, train_seconds
+
+    spec = load(SPECS / "general.toml", ["scm.n_nodes={ low = 7, high = 50 }",
+                                         "train.curriculum=[{ steps = 6000, n_nodes = { low = 7, high = 30 } }, "
+                                         "{ steps = 2000 }]"]).spec
+    small, large = (step_seconds(spec, 1, c.scm(spec.scm)) for c in spec.train.curriculum)
+    assert large > 2 * small  # padded to 50 variables, not 30
+    assert train_seconds(spec) == pytest.approx(6000 * small + 2000 * large)
+    assert train_seconds(spec) < spec.train.steps * step_seconds(spec)  # not all at the largest

@@ -30,12 +30,13 @@ def simulate_seconds(scm, batch_size: int) -> float:
     return per * batch_size * (scm.n_obs + scm.n_int) * scm.max_nodes**2
 
 
-def step_seconds(spec, n_devices: int = 1) -> float:
+def step_seconds(spec, n_devices: int = 1, scm=None) -> float:
     """Estimated seconds of one training step of `spec` (forward + backward, padded sizes; the
-    batch's simulation in online mode)."""
+    batch's simulation in online mode). `scm`: the SCM distribution of the step's curriculum
+    stage, online (each stage simulates, so pads, its own sizes); default the largest."""
     model = spec.model
     n = spec.scm.n_obs + spec.scm.n_int
-    scms = [spec.scm] + [c.scm(spec.scm) for c in spec.train.curriculum]
+    scms = [scm] if scm is not None else [spec.scm] + [c.scm(spec.scm) for c in spec.train.curriculum]
     d = max(s.max_nodes for s in scms)
     graph = getattr(spec.loss, "graph_weight", 0.0) > 0
     flops = 3 * spec.train.batch_size * model.forward_flops(n, d, graph)
@@ -44,3 +45,12 @@ def step_seconds(spec, n_devices: int = 1) -> float:
     if spec.data.mode == "online":
         seconds += max(simulate_seconds(s, spec.train.batch_size) for s in scms) / n_devices
     return seconds
+
+
+def train_seconds(spec, n_devices: int = 1) -> float:
+    """Estimated seconds of every training step of `spec` (compile apart): online, each
+    curriculum stage at its own sizes; fixed demonstrations are padded to [scm]'s."""
+    tspec = spec.train
+    if spec.data.mode != "online" or not tspec.curriculum:
+        return tspec.steps * step_seconds(spec, n_devices)
+    return sum(stage.steps * step_seconds(spec, n_devices, stage.scm(spec.scm)) for stage in tspec.curriculum)
