@@ -166,9 +166,11 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+def arrays_to_bytes(arrays: dict[str, np.ndarray], compress: bool = False) -> bytes:
+    """An .npz of `arrays`; `compress` deflates it (worth it for records of padded, mostly 0/1
+    matrices, such as an evaluation's predicted graphs: 6.7 MB -> 0.5 MB for a 50-variable stage)."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    (np.savez_compressed if compress else np.savez)(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 

@@ -228,9 +228,11 @@ def test_an_online_step_prices_its_batchs_simulation_by_mechanism():
     base = simulate_seconds(grn.scm, 16)
     assert 1.8 < simulate_seconds(finer.scm, 16) / base < 2.0
     assert simulate_seconds(tree.scm, 16) / base > 8
-    linear = load(SPECS / "general.toml").spec  # same sizes, no SDE: over 10x cheaper to simulate
+    same_sizes = ["scm.n_nodes={ low = 7, high = 30 }"]
+    linear = load(SPECS / "general.toml", same_sizes).spec  # no SDE: over 10x cheaper to simulate
     assert simulate_seconds(linear.scm, 16) < base / 10
-    fixed = load(SPECS / "general.toml", ['data.mode="fixed"', 'data.split={ train = 0.5, validation = 0.2, heldout = 0.3 }']).spec
+    fixed = load(SPECS / "general.toml", same_sizes + [
+        'data.mode="fixed"', 'data.split={ train = 0.5, validation = 0.2, heldout = 0.3 }']).spec
     assert step_seconds(linear) - step_seconds(fixed) == pytest.approx(simulate_seconds(linear.scm, 16))
 
 

@@ -102,7 +102,7 @@ def run(ctx: StageContext, model_spec, model_owner_spec) -> Evaluation:
         stages[problem.name] = dataclasses.replace(record, summary=summarise(record, ev.n_boot, spec.seed))
     evaluation = Evaluation(stages, ev.threshold, ev.n_boot, spec.seed, compile_s, ev.graph_decision)
     out = ctx.dir("evaluate")
-    write_atomic(out.work_dir() / "evaluation.npz", arrays_to_bytes(evaluation.to_arrays()))
+    write_atomic(out.work_dir() / "evaluation.npz", arrays_to_bytes(evaluation.to_arrays(), compress=True))
     write_json(out.work_dir() / "evaluation.json", evaluation.to_json())
     out.commit(["evaluation.npz", "evaluation.json"], {"stages": list(stages)})
     return evaluation
