@@ -211,10 +211,12 @@ def test_the_wall_time_budget_stops_within_a_chunk_and_resumes_bit_for_bit(tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [("stats", 20, 100, 64, 2, 16), ("avici", 10, 200, 32, 2, 4)])
+@pytest.mark.parametrize("config", [("stats", 20, 100, 64, 2, 16, False), ("stats", 20, 200, 64, 2, 8, True),
+                                    ("avici", 10, 200, 32, 2, 4, False)])
 def test_the_plans_step_estimate_is_within_a_factor_of_the_measured_time(config):
-    """benchmarks/plan.py prints the whole grid (0.63-1.48 measured/estimated when calibrated);
-    here a wide band, as machines are shared and timings noisy."""
+    """benchmarks/plan.py prints the whole grid (0.51-1.62 measured/estimated when calibrated);
+    here a wide band, as machines are shared and timings noisy. The last field: the whole-graph
+    head."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
