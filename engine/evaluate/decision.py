@@ -65,5 +65,5 @@ class ExpectedF1:
     name = "expected_f1"
 
     def __call__(self, scores: Float[np.ndarray, "N d d"], var_mask: Bool[np.ndarray, "N d"]):
-        return np.stack([expected_f1_graph(s, m) for s, m in zip(scores, var_mask)]) if len(scores) \
-            else np.zeros_like(scores, np.float64)
+        graphs = [expected_f1_graph(s, m) for s, m in zip(scores, var_mask)]
+        return np.array(graphs, np.float64).reshape(np.shape(scores))
