@@ -263,3 +263,19 @@ def test_every_mechanism_mixture_round_trips_on_larger_graphs(names, tmp_path):
     assert jax.tree.structure((scm, data)) == jax.tree.structure((scm2, data2))
     for a, b in zip(jax.tree.leaves((scm, data)), jax.tree.leaves((scm2, data2))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_erdos_renyi_density_is_capped_at_the_complete_dag_on_small_graphs():
+    """ER-3 over 5-9 nodes: a 5-node graph cannot hold 3 edges per node, so it is the complete
+    DAG (10 edges); 9-node graphs keep edge probability 6 / 8."""
+    spec = ScmSpec.model_validate({
+        "graphs": [{"kind": "erdos_renyi", "edges_per_node": 3.0}],
+        "n_nodes": {"values": [5, 9]}, "n_obs": 10,
+    })
+    scm, _ = simulate(spec, jax.random.key(11), 200)
+    k = np.asarray(scm.var_mask).sum(1)
+    edges = np.asarray(scm.adjacency).sum((1, 2))
+    assert (k == 5).any() and (k == 9).any()
+    np.testing.assert_array_equal(edges[k == 5], 10)
+    pairs = 36 * (k == 9).sum()
+    assert abs(edges[k == 9].sum() - 0.75 * pairs) < 3 * np.sqrt(pairs * 0.75 * 0.25)

@@ -34,8 +34,14 @@ def test_defaults_and_single_tables():
 
 
 def test_impossible_specs():
-    assert "more edges than a DAG of 3 nodes" in err({"graphs": {"kind": "erdos_renyi",
-                                                                 "edges_per_node": 1.5}})
+    assert "more edges than a DAG of 8 nodes" in err({"graphs": {"kind": "erdos_renyi",
+                                                                 "edges_per_node": 4.0}})
+    assert "more edges than a DAG of 6 nodes" in err({"graphs": {"kind": "erdos_renyi",
+                                                                 "edges_per_node": 3.0},
+                                                      "n_nodes": {"low": 5, "high": 6}})
+    # a range whose smaller graphs are capped at the complete DAG is fine
+    ScmSpec.model_validate({"graphs": {"kind": "erdos_renyi", "edges_per_node": 3.0},
+                            "n_nodes": {"low": 5, "high": 50}})
     assert "exactly one of edges_per_node or p" in err({"graphs": {"kind": "erdos_renyi"}})
     assert "greater than 0" in err({"graphs": [{**ER, "weight": 0}]})
     assert "m = 8" in err({"graphs": {"kind": "scale_free", "m": 8}})

@@ -39,7 +39,9 @@ class ErdosRenyi(Section):
     """Erdos-Renyi DAG: each pair of variables, in a random order, is an edge independently.
 
     Give either `edges_per_node` (expected edges = edges_per_node * n_nodes, AVICI's
-    parameterisation) or `p` (edge probability per ordered pair).
+    parameterisation) or `p` (edge probability per ordered pair). With a range of sizes, graphs
+    too small for the density are complete DAGs ((n - 1) / 2 edges per node), so one family can
+    span 5-50 variables; a density that not even the largest graph can hold is refused.
     """
 
     kind: Literal["erdos_renyi"]

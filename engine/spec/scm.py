@@ -220,10 +220,13 @@ def _check(s: ScmSpec) -> None:
     lo = min(s.sizes)
     for g in random:
         if isinstance(g, ErdosRenyi) and g.edges_per_node is not None:
-            if g.edges_per_node > (lo - 1) / 2:
+            # a range's smaller graphs are capped at the complete DAG (edge probability 1); a
+            # density no graph of the range can hold is a mistake
+            hi = max(s.sizes)
+            if g.edges_per_node > (hi - 1) / 2:
                 raise ValueError(
                     f"erdos_renyi edges_per_node = {g.edges_per_node:g} asks for more edges than a "
-                    f"DAG of {lo} nodes has (at most {(lo - 1) / 2:g} per node)"
+                    f"DAG of {hi} nodes has (at most {(hi - 1) / 2:g} per node)"
                 )
         if isinstance(g, ScaleFree) and g.m >= max(s.sizes):
             raise ValueError(f"{g.kind} m = {g.m} needs graphs of more than {g.m} nodes")
