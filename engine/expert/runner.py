@@ -116,6 +116,15 @@ def _worker(args):
     return str(path)
 
 
+def posterior_bytes(expert, args) -> int:
+    """Bytes one vmapped posterior call over these graphs holds at its peak (arguments, outputs
+    and XLA's temporaries, from the compiled program), about linear in the graphs. At 50
+    variables with 500 interventional rows a graph needs ~0.5 GB (the per-row set posteriors and
+    the per-set Gram terms), so a fixed chunk of 64 asked for 32 GB."""
+    m = expert._posterior_many.lower(*args).compile().memory_analysis()
+    return max(1, m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
 def run_graphs(
     expert: Any,
     key,
@@ -126,11 +135,13 @@ def run_graphs(
     workers: int = 1,
     chunk: int = 64,
     backend: Backend | None = None,
+    memory_bytes: float = 4e9,
 ) -> list[Path]:
     """Run `expert` on every graph of the batch (leading axis), one artifact per graph.
 
     Graph by graph, the runs go through `backend` (default: local processes) with `workers`
-    workers; the vmapped posterior-only chunks always run here (seconds for thousands of graphs).
+    workers; the vmapped posterior-only chunks always run here (seconds for thousands of graphs),
+    at most `chunk` graphs at a time and as many as XLA says fit in `memory_bytes`.
     progress(done, total) is called after each finished graph (and once for the skipped ones).
     Returns the artifact paths in graph order.
     """
@@ -149,12 +160,18 @@ def run_graphs(
     # nets until the slowest graph's stops, 2.3x the core-s of one graph at a time (3-8 nodes).
     static_prior = getattr(getattr(spec, "prior", None), "kind", None) != "doubly_robust"
     if getattr(spec, "n_trials", 0) == 0 and spec.kind == "parent_scale" and static_prior:
+        def args(gs):
+            gs = np.asarray(gs)
+            return (jnp.stack([keys[g] for g in gs]), scms.var_mask[gs], scms.target[gs],
+                    jax.tree.map(lambda a: a[gs], datas))
+
+        if len(todo) > 1:  # measured on two graphs: XLA lays out a batch of one differently
+            per_graph = posterior_bytes(expert, args(todo[:2])) / 2
+            chunk = min(chunk, max(1, int(memory_bytes // per_graph)))
         for start in range(0, len(todo), chunk):
             gs = np.asarray(todo[start : start + chunk])
-            sub = lambda t: jax.tree.map(lambda a: a[gs], t)  # noqa: E731
             c0, t0 = compile_seconds(), time.perf_counter()
-            batch = jax.block_until_ready(
-                expert._posterior_many(jnp.stack([keys[g] for g in gs]), scms.var_mask[gs], scms.target[gs], sub(datas)))
+            batch = jax.block_until_ready(expert._posterior_many(*args(gs)))
             # one vmapped call for the chunk: no per-graph time exists, each graph gets an even share
             seconds, compile_s = (time.perf_counter() - t0) / len(gs), (compile_seconds() - c0) / len(gs)
             for i, g in enumerate(gs):

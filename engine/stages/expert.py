@@ -50,6 +50,7 @@ def run(ctx: StageContext, name: str = "expert", stage=None) -> dict:
         progress=lambda done, total: ctx.progress.advance(done, f"{done}/{total} graphs"),
         workers=local_workers(),
         backend=spec.hardware.build_backend(),
+        memory_bytes=spec.hardware.max_memory_gb * 1e9 / 2,  # the other half: the stage's own arrays
     )
     merged = merge_artifacts(paths)
     write_atomic(work / "trajectories.npz", arrays_to_bytes(merged))
