@@ -8,7 +8,9 @@ ER-2 and SERGIO-style GRN counts at d = 10 and 20 (20 datasets of 1000 observati
 "+int" adds 20 hard-intervention rows per variable, knock-outs for GRN), and the four bnlearn
 Gaussian networks with their published parameters (--network-datasets of 1000 rows each, 3). Each model
 answers through the user's path (`engine.load(name).graph(...)`: its own standardisation); PC
-and GES (causal-learn) take the observational rows, z-scored; GRN counts are log2 CPM for all.
+and GES (causal-learn) take the observational rows, z-scored, and so does exact_dp (exact
+Bayesian edge marginals over all DAGs, up to 20 variables: the answer GES's score gives with no
+search error); GRN counts are log2 CPM for all.
 
 Metrics come from the engine's one registry (engine/evaluate/catalog.py) with bootstrap 95%
 intervals over datasets, and the paired differences model - GES and model - PC. A baseline run
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import external  # noqa: E402
-from engine.evaluate.baselines import BaselineTimeout, predict_graph  # noqa: E402
+from engine.evaluate.baselines import BASELINES, BaselineNotRun, predict_graph  # noqa: E402
 from engine.evaluate.decision import expected_f1_graph  # noqa: E402
 from engine.evaluate.estimate import estimate  # noqa: E402
 from engine.evaluate.record import Side, StageResult  # noqa: E402
@@ -43,7 +45,8 @@ the engine's registry; 95% bootstrap intervals over datasets. A model's graph (F
 is the graph of highest expected F1 under its edge probabilities (`engine.evaluate.decision`, what
 `acbo` evaluations use by default); "MODEL p>0.5" rows score the edges above 0.5 instead. A CPDAG's
 undirected edge is half an edge each way; "minus" rows are paired differences on the same datasets.
-PC and GES read the observational rows only; "+int" suites add 20 interventional rows per variable
+PC, GES and exact_dp read the observational rows only (exact_dp: exact Bayesian edge marginals over
+all DAGs with GES's BIC score, up to 20 variables, its graph the expected-F1 decision); "+int" suites add 20 interventional rows per variable
 for the models. A baseline run past the time limit counts as not run (after one, a suite's later
 datasets are not tried for that baseline). "s / dataset" is the median time of one answer as
 measured here, not a speed comparison: the baselines ran at nice 10 beside two training jobs on 2
@@ -78,7 +81,7 @@ def _values(ds: external.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int):
-    """(weights, scores, seconds) of PC or GES on the observational rows, cached; NaN when the
+    """(weights, scores, seconds) of a baseline on the observational rows, cached; NaN when the
     run went over `limit` seconds."""
     path = cache / f"{key}.{name}.npz"
     if path.exists():
@@ -91,7 +94,7 @@ def baseline(name: str, ds: external.Dataset, key: str, cache: Path, limit: int)
     try:
         p = predict_graph(name, obs, seed=0, limit=limit)
         out = (p.weights, p.scores, p.seconds)
-    except BaselineTimeout:
+    except BaselineNotRun:
         d = obs.shape[1]
         out = (np.full((d, d), np.nan), np.full((d, d), np.nan), float("nan"))
     tmp = path.with_suffix(".tmp.npz")
@@ -152,7 +155,7 @@ def main() -> None:
     ap.add_argument("--suites", nargs="+", default=SUITES, help=f"any of {SUITES}, or 'bnlearn'")
     ap.add_argument("--graphs", type=int, default=20)
     ap.add_argument("--network-datasets", type=int, default=3, help="datasets per bnlearn network")
-    ap.add_argument("--baselines", nargs="*", default=["pc", "ges"])
+    ap.add_argument("--baselines", nargs="*", default=["pc", "ges", "exact_dp"])
     ap.add_argument("--limit", type=int, default=600, help="seconds before one baseline run is stopped")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--boot", type=int, default=1000)
@@ -181,7 +184,8 @@ def main() -> None:
             answers[f"{m} p>{args.threshold:g}"] = [((s > args.threshold).astype(np.float64), s, sec)
                                                     for _, s, sec in answers[m]]
         base = suite.partition("+")[0]  # the baselines read the same observational rows
-        for b in args.baselines:
+        d = sets[0].adjacency.shape[0]
+        for b in [b for b in args.baselines if (BASELINES[b].max_variables or d) >= d]:
             answers[b], limit = [], args.limit
             for i, ds in enumerate(sets):
                 answers[b].append(baseline(b, ds, f"{base}.{i}", args.cache, limit))
@@ -197,7 +201,7 @@ def main() -> None:
             side_row = {k: estimate(st, k, side, n_boot=args.boot, seed=0).to_json() for k in METRICS}
             side_row["seconds"] = estimate(st, "seconds", side, n_boot=args.boot, seed=0).to_json()
             side_row["ran"] = int(st.sides[side].ran.sum())
-            for b in [b for b in args.baselines if st.sides[b].ran.any()] if side in predictors else ():
+            for b in [b for b in args.baselines if b in st.sides and st.sides[b].ran.any()] if side in predictors else ():
                 for k in ("graph_f1", "skeleton_f1"):
                     e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
                     side_row[f"{k}_minus_{b}"] = e.to_json()

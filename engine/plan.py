@@ -17,6 +17,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from engine.evaluate.baselines import BASELINES
 from engine.registry import StageDir, registry_root
 from engine.spec.loader import SpecFile, sibling
 from engine.train.cost import train_seconds
@@ -355,9 +356,12 @@ def _per_graph_wall(n: int, core_seconds: float, workers: int, start: float = 20
     return start + math.ceil(n / max(workers, 1)) * core_seconds if n else 0.0
 
 
-# seconds per graph / d^3 at 1000 rows (benchmarks/baselines.py: PC 0.05 s at 10 nodes, 1.8 s at
-# 50; GES 0.13 s at 10, 3 s at 30, from 9 s to over 3 minutes at 50)
-_BASELINE_PER_D3 = {"pc": 1.5e-5, "ges": 1e-4, "random": 0.0}
+
+
+def _baseline_seconds(name: str, d: int) -> float:
+    """One graph of d variables (0 where the baseline does not take graphs that large)."""
+    b = BASELINES[name]
+    return 0.0 if b.max_variables is not None and d > b.max_variables else b.seconds(d)
 
 
 def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:
@@ -376,7 +380,7 @@ def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:
             runs = prior_only if st.observational else st.expert  # observational: no trials
             est[f"expert.{st.name}"] = _per_graph_wall(n, expert_graph_seconds(runs, scm.n_obs, d), workers)
         prior_s = expert_graph_seconds(prior_only, scm.n_obs, d)
-        evaluate += 5.0 + n * sum(_BASELINE_PER_D3.get(b, 0.0) * d ** 3 for b in st.baselines)
+        evaluate += 5.0 + n * sum(_baseline_seconds(b, d) for b in st.baselines)
         evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
     est["evaluate"] = evaluate
     return est

@@ -164,3 +164,29 @@ def test_a_run_past_its_limit_is_stopped_and_counts_as_not_run():
     side = _baseline_side("ges", inputs, seed=0, limit=0.2)
     assert side.ran.tolist() == [False, True]
     assert "stopped past 0.2 s (not run) on 1 of 2 graphs" in side.note
+
+
+def test_exact_dp_skips_graphs_over_its_size_and_says_so():
+    """In an evaluation, a graph over exact_dp's 20 variables is NaN (not run), the note says how
+    many; a small graph beside it gets the exact marginals."""
+    from engine.evaluate.procedure import StageInputs, _baseline_side
+
+    d = 21
+    chain = np.zeros((d, d), bool)
+    chain[np.arange(d - 1), np.arange(1, d)] = True
+    big = _sample(chain, np.ones((d, d)), 300, seed=1)
+    small = np.zeros_like(big)
+    small[:, :3] = _sample(chain[:3, :3], np.ones((3, 3)), 300, seed=2)
+    vm = np.zeros((2, d), bool)
+    vm[0], vm[1, :3] = True, True
+    inputs = StageInputs(
+        obs=np.stack([big, small]), rows_values=np.zeros((2, 0, d)),
+        rows_mask=np.zeros((2, 0, d), bool), rows_valid=np.zeros((2, 0), bool), var_mask=vm,
+        target=np.array([5, 2]), adjacency=np.stack([chain, chain & vm[1][:, None] & vm[1][None]]),
+        marginals=np.zeros((2, d)), set_probs=np.zeros((2, 1)), sets=np.zeros((2, 1, 1), int),
+        run_seconds=np.zeros(2))
+    side = _baseline_side("exact_dp", inputs, seed=0)
+    assert side.ran.tolist() == [False, True]
+    assert "not run on 1 of 2 graphs (over its 20 variables)" in side.note
+    w = side.graph_pred[1][:3, :3]
+    assert ((w + w.T) > 0).sum() == 4  # the chain's two adjacencies, one direction each

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from engine.evaluate.estimate import summarise
-from engine.evaluate.procedure import BASELINE_NOTES
+from engine.evaluate.baselines import BASELINES
 from engine.evaluate.record import Evaluation, Side, StageResult
 from engine.registry import arrays_to_bytes
 from engine.report import (
@@ -57,10 +57,10 @@ def _stage(name, rng, sizes, n=30, d=8, timed=12):
     pc_w = np.maximum(pc_w, np.transpose(pc_w, (0, 2, 1)) * half.transpose(0, 2, 1))
     col = lambda a: a[np.arange(n), :, target]  # noqa: E731
     pc = Side(probs=col(pc_w), pred=col(pc_w), seconds=rng.uniform(0.01, 0.05, n),
-              graph_scores=pc_w, graph_pred=pc_w, note=BASELINE_NOTES["pc"])
+              graph_scores=pc_w, graph_pred=pc_w, note=BASELINES["pc"].note)
     rs = rng.random((n, d, d)) * vm[:, :, None] * vm[:, None, :]
     rand = Side(probs=col(rs), pred=col((rs > 0.7).astype(float)), seconds=np.full(n, 1e-5),
-                graph_scores=rs, graph_pred=(rs > 0.7).astype(float), note=BASELINE_NOTES["random"])
+                graph_scores=rs, graph_pred=(rs > 0.7).astype(float), note=BASELINES["random"].note)
     info = {"graphs": "simulated for this stage", "observational": False,
             "nodes": [int(nv.min()), int(nv.max())], "mean_edges": float(adj.sum((1, 2)).mean()),
             "interventional_rows": 6.0, "expert": {"kind": "parent_scale", "prior": "doubly_robust",

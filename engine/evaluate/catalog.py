@@ -22,9 +22,11 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from engine.evaluate.baselines import BASELINES
+
 Scope = Literal["parents", "graph", "time", "episode"]
 AGGREGATES = ("pooled", "mean", "median", "quantile", "share")
-SIDES = ("model", "expert", "pc", "ges", "random")  # the methods an evaluation compares
+SIDES = ("model", "expert", *BASELINES)  # the methods an evaluation compares
 EPS = 1e-12
 
 

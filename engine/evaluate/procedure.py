@@ -19,19 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.evaluate.baselines import BaselineTimeout, available, predict_graph
+from engine.evaluate.baselines import BASELINES, BaselineNotRun, BaselineTooLarge, available, predict_graph
 from engine.evaluate.decision import Threshold
 from engine.evaluate.record import Side, StageResult
 from engine.scm.types import Dataset
 
-BASELINE_NOTES = {
-    "pc": "PC (causal-learn, Fisher-z, alpha 0.05) on the observational rows; an undirected "
-          "CPDAG edge counts as half an edge in each direction",
-    "ges": "GES (causal-learn, BIC) on the observational rows; an undirected CPDAG edge counts "
-           "as half an edge in each direction",
-    "random": "independent edges at this stage's true edge density (which it is told); "
-              "uniform random scores",
-}
 
 
 @dataclass(frozen=True)
@@ -130,23 +122,27 @@ def _baseline_side(name: str, inputs: StageInputs, seed: int, limit: float | Non
     density = float(inputs.adjacency[pairs].mean()) if pairs.any() else 0.0
     weights, scores = np.zeros((n, d, d)), np.zeros((n, d, d))
     seconds = np.zeros(n)
-    stopped = 0
+    stopped = too_large = 0
     for i in range(n):
         idx = np.flatnonzero(inputs.var_mask[i])
         try:
             p = predict_graph(name, np.asarray(inputs.obs[i][:, idx], np.float64), seed=seed + i,
                               density=density, limit=limit)
-        except BaselineTimeout:
+        except BaselineNotRun as e:
             weights[i], scores[i], seconds[i] = np.nan, np.nan, np.nan
-            stopped += 1
+            too_large += isinstance(e, BaselineTooLarge)
+            stopped += not isinstance(e, BaselineTooLarge)
             continue
         weights[i][np.ix_(idx, idx)] = p.weights
         scores[i][np.ix_(idx, idx)] = p.scores
         seconds[i] = p.seconds
     col = lambda a: a[np.arange(n), :, inputs.target]  # noqa: E731 - the target's column: its parents
-    note = BASELINE_NOTES[name]
+    note = BASELINES[name].note
     if stopped:
         note += f"; stopped past {limit:g} s (not run) on {stopped} of {n} graphs"
+    if too_large:
+        note += (f"; not run on {too_large} of {n} graphs (over its {BASELINES[name].max_variables} "
+                 "variables)")
     return Side(probs=col(scores), pred=col(weights), seconds=seconds, graph_scores=scores,
                 graph_pred=weights, note=note)
 

@@ -15,7 +15,7 @@ from typing import Any
 from engine.report.run import RunRecord, is_num
 
 MODEL_C, EXPERT_C = "#1f77b4", "#ff7f0e"
-COLOURS = {"model": MODEL_C, "expert": EXPERT_C, "pc": "#2ca02c", "ges": "#9467bd", "random": "#7f7f7f"}
+COLOURS = {"model": MODEL_C, "expert": EXPERT_C, "pc": "#2ca02c", "ges": "#9467bd", "exact_dp": "#d62728", "random": "#7f7f7f"}
 EXTRA_COLOURS = ("#17becf", "#8c564b", "#e377c2", "#bcbd22")
 
 FIGURE_TITLES = {

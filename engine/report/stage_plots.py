@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from engine.evaluate.baselines import BASELINES
 from engine.evaluate.catalog import METRICS, SIDES
 from engine.evaluate.estimate import estimate
 from engine.evaluate.record import Evaluation, StageResult
@@ -78,7 +79,7 @@ def roc_pr(stage: StageResult) -> bytes:
 def reliability(stage: StageResult, bins: int = 10) -> bytes:
     """Observed frequency of true parents against the predicted probability (10 equal bins),
     for the methods that give probabilities (the models and the expert)."""
-    names = [s for s in methods(stage) if s not in ("pc", "ges", "random") and stage.sides[s].ran.any()]
+    names = [s for s in methods(stage) if s not in BASELINES and stage.sides[s].ran.any()]
     if not names:
         raise ValueError("no probabilities to plot")
     fig = figure(5.2, 4.4)
@@ -113,7 +114,7 @@ def speedup(stage: StageResult) -> bytes:
     panels = []
     for metric in ("speedup", "full_speedup"):
         per = {}
-        for s in [k for k in methods(stage) if k not in ("expert", "pc", "ges", "random")]:
+        for s in [k for k in methods(stage) if k not in ("expert", *BASELINES)]:
             v = METRICS[metric].per_graph(stage, stage.sides[s])
             v = v[np.isfinite(v) & (v > 0)]
             if v.size:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.evaluate.baselines import BASELINES
 from engine.evaluate.catalog import METRICS, SIDES
 from engine.evaluate.record import Estimate, Evaluation, StageResult
 from engine.report.run import fmt, is_num
@@ -25,14 +26,14 @@ LABELS = {"f1": "F1", "precision": "Precision", "recall": "Recall", "auroc": "AU
           "simple_regret": "Simple regret", "cumulative_regret": "Cumulative regret",
           "gap_closure": "Gap closed", "trials_to_95": "Trials to 95%"}
 UNITS = {"seconds": "s", "speedup": "x", "full_speedup": "x"}
-METHOD_LABELS = {"pc": "PC", "ges": "GES"}
+METHOD_LABELS = {b.name: b.label for b in BASELINES.values()}
 MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
 
 
 def methods(stage: StageResult) -> list[str]:
-    """The stage's methods in report order: model, extra models, expert, pc, ges, random."""
+    """The stage's methods in report order: model, extra models, expert, the baselines."""
     extra = [k for k in stage.sides if k not in SIDES]
-    return [k for k in ["model", *extra, "expert", "pc", "ges", "random"] if k in stage.sides]
+    return [k for k in ["model", *extra, "expert", *BASELINES] if k in stage.sides]
 
 
 def method_label(name: str) -> str:
@@ -119,7 +120,7 @@ def stage_grid(stage: StageResult, n_boot: int | None = None, metrics=KEY_METRIC
     # models and expert are timed on the first `timed_graphs`; baselines time every graph
     timed = _get(stage, "model", "seconds")
     timed_n = stage.info.get("timed_graphs", timed.n if timed is not None else None)
-    base = " (baselines: all)" if any(s in stage.sides for s in ("pc", "ges", "random")) else ""
+    base = " (baselines: all)" if any(s in stage.sides for s in BASELINES) else ""
     caption = ("value [95% bootstrap interval over graphs"
                + (f", {n_boot} resamples" if n_boot else "") + f"]; {stage.n_graphs} graphs"
                + (f", times over {timed_n} timed graphs{base}" if "seconds" in cols and timed_n else "")
@@ -140,7 +141,7 @@ def transfer_grid(evaluation: Evaluation) -> Grid | None:
     if len(evaluation.stages) < 2:
         return None
     extra = list(dict.fromkeys(k for st in evaluation.stages.values() for k in st.sides if k not in SIDES))
-    cols = [(s, "f1") for s in ["model", *extra, "expert", "pc", "ges", "random"]] + [("model", "auroc")]
+    cols = [(s, "f1") for s in ["model", *extra, "expert", *BASELINES]] + [("model", "auroc")]
     cols = [(s, m) for s, m in cols if any(_get(st, s, m) is not None for st in evaluation.stages.values())]
     rows = []
     for st in evaluation.stages.values():

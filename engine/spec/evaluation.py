@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
+from engine.evaluate.baselines import BASELINES
 from engine.evaluate.catalog import SIDES
 from engine.spec.base import Section, error_at
 from engine.spec.expert import ExpertSpec
@@ -18,7 +19,7 @@ from engine.spec.scm import ScmSpec
 
 SPEC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 STAGE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # it names stage folders (simulate.<name>)
-Baseline = Literal["pc", "ges", "random"]
+Baseline = Literal[tuple(BASELINES)]
 # Editors see overrides (any subset of the table's keys), not a whole table.
 AS_OVERRIDES = WithJsonSchema({"type": "object", "description": "keys of the spec's own table "
                                "replaced by these (validated as a whole table)"})

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from engine.evaluate.baselines import BASELINES
 from engine.evaluate.catalog import AGGREGATES, METRICS, SIDES, Metric
 from engine.spec.base import Section, error_at, suggest
 
@@ -211,7 +212,7 @@ def check_gates(gates: list[GateSpec], groups: dict[str, str], stages: list, mod
                 raise error_at(("gates", i, key), f"unknown side '{side}'{suggest(side, sides)}; "
                                f"sides: {', '.join(sides)} (other specs' models are sides once "
                                "listed in evaluation.models)")
-            if side in ("pc", "ges", "random") and side not in st.baselines:
+            if side in BASELINES and side not in st.baselines:
                 raise error_at(("gates", i, key), f"stage '{st.name}' does not run the {side} "
                                f"baseline (it runs: {', '.join(st.baselines) or 'none'}); add it "
                                "to that stage's baselines or evaluation.baselines")
