@@ -84,19 +84,27 @@ def _time_limit(seconds: float | None):
     """Raise BaselineTimeout in the block after `seconds` (a real-time timer). PC and GES are
     Python loops, so the signal stops them between steps; GES's search grows steeply with size
     and density (one dense 30-variable graph ran over 10 minutes). Off the main thread, where
-    signals cannot be delivered, there is no limit."""
+    signals cannot be delivered, there is no limit.
+
+    The handler re-arms itself every 50 ms until the block is left: a handler that runs inside a
+    garbage-collector callback (JAX registers one) has its exception ignored, and a one-shot
+    timer then let GES run on for minutes."""
     if seconds is None or threading.current_thread() is not threading.main_thread():
         yield
         return
+    active = True
 
     def stop(*_):
-        raise BaselineTimeout(f"stopped after {seconds:g} s")
+        if active:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            raise BaselineTimeout(f"stopped after {seconds:g} s")
 
     old = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
+        active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
@@ -149,14 +157,18 @@ def _cpdag_weights(g: np.ndarray) -> np.ndarray:
     return w
 
 
+def _varying(obs: np.ndarray) -> np.ndarray:
+    """The columns that vary. A constant one breaks Fisher-z (singular correlation) and BIC (log
+    of zero variance); it carries no information about edges, so it gets none."""
+    return np.flatnonzero(obs.std(axis=0) > 1e-12 * np.maximum(1.0, np.abs(obs).max(axis=0)))
+
+
 def _run_causallearn(name: str, obs: np.ndarray, alpha: float, limit: float | None) -> tuple[np.ndarray, float]:
     pc, ges = _causallearn()
     n, d = obs.shape
     w = np.zeros((d, d))
-    # constant columns break Fisher-z (singular correlation) and BIC (log of zero variance);
-    # such a variable carries no information about edges, so it gets none
+    keep = _varying(obs)
     sd = obs.std(axis=0)
-    keep = np.flatnonzero(sd > 1e-12 * np.maximum(1.0, np.abs(obs).max(axis=0)))
     if keep.size < 2:
         return w, 0.0
     # Fisher-z and BIC are scale-invariant in theory, but causal-learn's GES (covariance
@@ -231,10 +243,10 @@ def predict_graph(
 
 def _exact_dp(obs: np.ndarray, limit: float | None) -> GraphPrediction:
     d = obs.shape[1]
-    keep = np.flatnonzero(obs.std(axis=0) > 1e-12 * np.maximum(1.0, np.abs(obs).max(axis=0)))
+    keep = _varying(obs)
     scores = np.zeros((d, d))
     t0 = time.perf_counter()
-    if keep.size >= 2:  # a constant variable has no edges (and a zero variance breaks BIC)
+    if keep.size >= 2:
         with _time_limit(limit):
             scores[np.ix_(keep, keep)] = bayes_dp.edge_marginals(obs[:, keep])
     seconds = time.perf_counter() - t0
