@@ -38,7 +38,7 @@ from engine.evaluate.decision import expected_f1_graph  # noqa: E402
 from engine.evaluate.estimate import estimate  # noqa: E402
 from engine.evaluate.record import Side, StageResult  # noqa: E402
 
-HEADER = """# General models vs PC and GES on data acbo did not generate
+HEADER = """# General models vs PC, GES and exact Bayesian inference on data acbo did not generate
 
 Written by `benchmarks/general.py` (datasets: `benchmarks/external.py`). Whole-graph metrics from
 the engine's registry; 95% bootstrap intervals over datasets. A model's graph (F1, skeleton F1, SHD)
@@ -49,7 +49,7 @@ PC, GES and exact_dp read the observational rows only (exact_dp: exact Bayesian 
 all DAGs with GES's BIC score, up to 20 variables, its graph the expected-F1 decision); "+int" suites add 20 interventional rows per variable
 for the models. A baseline run past the time limit counts as not run (after one, a suite's later
 datasets are not tried for that baseline). "s / dataset" is the median time of one answer as
-measured here, not a speed comparison: the baselines ran at nice 10 beside two training jobs on 2
+measured here, not a speed comparison: the methods ran beside other jobs (training, tests) on 2
 cores (benchmarks/inference_cost.py compares speed on an unloaded process).
 
 """

@@ -23,7 +23,7 @@ def default(interventional: bool = False, counts: bool = False) -> str:
     """The shipped model that answers when none is named: the one trained with interventional
     rows for data that have them, the count-data one for observational counts (each where it
     ships), else the observational one. (On knock-out counts the interventional model ranks
-    edges best: AUROC 0.69-0.74 against 0.46-0.51 for the count model, trained on
+    edges best: AUROC 0.65-0.70 against 0.46-0.51 for the count model, trained on
     observational cells; benchmarks/results/general_eval.md.)"""
     if interventional and path(INTERVENTIONAL) is not None:
         return INTERVENTIONAL
