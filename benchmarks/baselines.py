@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     if (why := available("pc")) is not None:
         sys.exit(why)
-    print(f"{'method':6} {'d':>3} {'edges':>6} {'s/graph':>16} {'skeleton F1':>16}")
+    print(f"{'method':8} {'d':>3} {'edges':>6} {'s/graph':>16} {'skeleton F1':>16}")
     for d in args.sizes:
         data = [er_linear_gaussian(d, 1000, seed) for seed in range(args.graphs)]
         for name in [b for b in BASELINES if b != "random" and (BASELINES[b].max_variables or d) >= d]:
@@ -56,13 +56,13 @@ def main() -> None:
                 try:
                     pred = predict_graph(name, x, seed=0, limit=args.limit)
                 except BaselineNotRun:
-                    print(f"{name:6} {d:>3}  stopped: one graph took over {args.limit} s")
+                    print(f"{name:8} {d:>3}  stopped: one graph took over {args.limit} s")
                     break
                 secs.append(pred.seconds)
                 f1s.append(skeleton_f1(pred.weights, adj))
             else:
                 edges = np.mean([adj.sum() for _, adj in data])
-                print(f"{name:6} {d:>3} {edges:6.1f} {np.mean(secs):8.2f} (max {max(secs):6.2f})"
+                print(f"{name:8} {d:>3} {edges:6.1f} {np.mean(secs):8.2f} (max {max(secs):6.2f})"
                       f" {np.mean(f1s):7.3f} (min {min(f1s):.2f})", flush=True)
 
 
