@@ -185,7 +185,7 @@ def main() -> None:
                                                     for _, s, sec in answers[m]]
         base = suite.partition("+")[0]  # the baselines read the same observational rows
         d = sets[0].adjacency.shape[0]
-        for b in [b for b in args.baselines if (BASELINES[b].max_variables or d) >= d]:
+        for b in [b for b in args.baselines if BASELINES[b].takes(d)]:
             answers[b], limit = [], args.limit
             for i, ds in enumerate(sets):
                 answers[b].append(baseline(b, ds, f"{base}.{i}", args.cache, limit))

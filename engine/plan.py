@@ -356,12 +356,9 @@ def _per_graph_wall(n: int, core_seconds: float, workers: int, start: float = 20
     return start + math.ceil(n / max(workers, 1)) * core_seconds if n else 0.0
 
 
-
-
 def _baseline_seconds(name: str, d: int) -> float:
     """One graph of d variables (0 where the baseline does not take graphs that large)."""
-    b = BASELINES[name]
-    return 0.0 if b.max_variables is not None and d > b.max_variables else b.seconds(d)
+    return BASELINES[name].seconds(d) if BASELINES[name].takes(d) else 0.0
 
 
 def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:

@@ -25,7 +25,6 @@ from engine.evaluate.record import Side, StageResult
 from engine.scm.types import Dataset
 
 
-
 @dataclass(frozen=True)
 class StageInputs:
     """N graphs padded to d variables and K interventional rows, with the expert's final answer.
