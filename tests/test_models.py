@@ -279,3 +279,63 @@ def test_avici_learns_graphs_on_held_out_data():
     # Measured: 0.988 and 0.995 (AVICI's pooled cosine head alone: 0.876 and 0.834; every
     # variable's own intervened rows give it the per-variable fingerprints it needs)
     assert small > 0.9 and large > 0.85
+
+
+def test_triplet_features_equal_partial_correlations_computed_by_brute_force():
+    """Every triple statistic of every (target, candidate, third) equals the partial correlation
+    from inverting the sub-matrix of the conditioning set (ridged correlation for the 'given all'
+    ones, as the model uses it; the plain correlation for 'given the third alone')."""
+    from engine.models.features import observational_correlation, triplet_features
+
+    rng = np.random.default_rng(0)
+    n, d = 400, 6
+    v = rng.normal(size=(n, d))
+    v[:, 2] += v[:, 0] - v[:, 1]  # a collider 0 -> 2 <- 1
+    v[:, 3] += 0.5 * v[:, 0]
+    x = np.zeros((n, d + 1, 2), np.float32)
+    x[:, :d, 0] = v
+    vm = jnp.array([1] * d + [0], bool)  # one padded variable
+    corr, prec = observational_correlation(jnp.asarray(x), jnp.ones(n, bool), vm)
+    C = np.asarray(corr, np.float64)
+    R = C + np.diag(np.r_[np.zeros(d), 1.0]) + 1e-2 * np.eye(d + 1)
+
+    def pcorr(M, a, b, given):
+        idx = [a, b, *given]
+        Q = np.linalg.inv(M[np.ix_(idx, idx)])
+        return -Q[0, 1] / np.sqrt(Q[0, 0] * Q[1, 1])
+
+    def rest(*drop):
+        return [u for u in range(d + 1) if u not in drop]
+
+    for t in range(d):
+        f = np.asarray(triplet_features(corr, prec, t), np.float64)
+        for j in set(range(d)) - {t}:
+            for k in set(range(d)) - {t, j}:
+                want = [C[j, t], C[j, k], C[k, t],
+                        pcorr(R, j, t, rest(j, t)), pcorr(R, j, k, rest(j, k)), pcorr(R, k, t, rest(k, t)),
+                        pcorr(R, j, t, rest(j, t, k)), pcorr(R, j, k, rest(j, k, t)), pcorr(R, k, t, rest(k, t, j)),
+                        pcorr(C, j, t, [k]), pcorr(C, j, k, [t]), pcorr(C, k, t, [j])]
+                np.testing.assert_allclose(f[j, k], want, atol=2e-4)
+    # the collider shows: 0 and 1 are dependent given all (2 included), independent without 2
+    f = np.asarray(triplet_features(corr, prec, 1))
+    assert abs(f[0, 2, 3]) > 0.3 and abs(f[0, 2, 6]) < 0.1
+
+
+def test_a_triplet_stats_model_builds_learns_shapes_and_old_specs_keep_their_hash_and_init():
+    from engine.plan import _dump
+    from engine.spec.model import StatsModel
+
+    plain, trip = StatsModel(kind="stats"), StatsModel(kind="stats", triplets=True)
+    assert "triplets" not in _dump(plain, "model") and _dump(trip, "model")["triplets"] is True
+    a, b = plain.build(jax.random.PRNGKey(0)), trip.build(jax.random.PRNGKey(0))
+    # the triple pool has its own key: the rest of a plain model initialises as it always did
+    assert np.array_equal(np.asarray(a.head.weight), np.asarray(b.head.weight))
+    assert trip.forward_flops(100, 20, graph=True) > plain.forward_flops(100, 20, graph=True)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(40, 6, 2)).astype(np.float32)).at[..., 1].set(0)
+    vm = jnp.array([1, 1, 1, 1, 1, 0], bool)
+    g = b.graph(x, jnp.ones(40, bool), vm)
+    assert g.shape == (6, 6) and np.isfinite(np.asarray(g)).all()
+    # the graph head's column t is the parent head with target t
+    np.testing.assert_allclose(np.asarray(g[:, 2]), np.asarray(b(x, jnp.ones(40, bool), vm, jnp.asarray(2))), atol=1e-4)
+    two = b.graph(x[:, :2], jnp.ones(40, bool), jnp.ones(2, bool))  # no third variable at all
+    assert np.isfinite(np.asarray(two)).all()

@@ -11,13 +11,17 @@ from engine.models.features import (
     N_CELL_FEATURES,
     N_PAIR_FEATURES,
     N_QUADRATIC_FEATURES,
+    N_TRIPLET_FEATURES,
     cell_features,
+    observational_correlation,
     pair_features,
     quadratic_features,
+    triplet_features,
 )
 from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
+TRIPLET_WIDTH = 16  # channels per pooled triple statistic (mean and max of each)
 
 
 class RelationalAttention(eqx.Module):
@@ -49,6 +53,32 @@ class RelationalAttention(eqx.Module):
         return jax.vmap(self.out)(mixed.transpose(1, 0, 2).reshape(d, dim))
 
 
+class TripletPool(eqx.Module):
+    """Per candidate j of a target, an MLP over the triple statistics (j, t, k) of every third
+    variable k (features.triplet_features), pooled over k by mean and max: evidence such as
+    "some k is a collider of j and t" needs the existence of one k, which a max sees."""
+
+    mlp: eqx.nn.MLP
+    width: int = eqx.field(static=True)
+
+    def __init__(self, width: int, key: PRNGKeyArray):
+        self.mlp = eqx.nn.MLP(N_TRIPLET_FEATURES, width, 32, 1, activation=jax.nn.gelu, key=key)
+        self.width = width
+
+    def __call__(
+        self, corr: Float[Array, "d d"], prec: Float[Array, "d d"], var_mask: Bool[Array, " d"], target
+    ) -> Float[Array, "d w"]:
+        d = corr.shape[0]
+        h = jax.vmap(jax.vmap(self.mlp))(triplet_features(corr, prec, target))  # [j, k, w]
+        idx = jnp.arange(d)
+        third = var_mask[None, :] & (idx[None, :] != idx[:, None]) & (idx[None, :] != target)  # [j, k]
+        count = third.sum(1, keepdims=True)
+        mean = jnp.where(third[..., None], h, 0.0).sum(1) / jnp.maximum(count, 1)
+        peak = jnp.where(third[..., None], h, -jnp.inf).max(1)
+        peak = jnp.where(count > 0, peak, 0.0)  # two variables: no third one to look at
+        return jnp.concatenate([mean, peak], -1)
+
+
 class Block(eqx.Module):
     norm1: eqx.nn.LayerNorm
     attn: RelationalAttention
@@ -78,6 +108,8 @@ class StatsPredictor(AmortizedPredictor):
     raise specific ones rather than the reverse. The graph head runs this once per target over
     shared pair features; `intervened` is a small per-cell head on value statistics. With
     `quadratic`, the pair features also hold second-order dependence (features.quadratic_features).
+    With `triplets`, each token also holds what every third variable says about the pair
+    (colliders, separating variables: TripletPool).
     """
 
     embed: eqx.nn.MLP
@@ -85,30 +117,41 @@ class StatsPredictor(AmortizedPredictor):
     norm: eqx.nn.LayerNorm
     head: eqx.nn.Linear
     cell_head: eqx.nn.MLP
+    triplets: TripletPool | None
     quadratic: bool = eqx.field(static=True)
 
     def __init__(self, spec, key: PRNGKeyArray):
         keys = jax.random.split(key, spec.layers + 3)
         self.quadratic = bool(getattr(spec, "quadratic", False))
         n_pair = N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
-        self.embed = eqx.nn.MLP(3 * n_pair + 1, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0])
+        width = TRIPLET_WIDTH if getattr(spec, "triplets", False) else 0
+        # its own key: models without it initialise exactly as before it existed
+        self.triplets = TripletPool(width, jax.random.fold_in(key, 7)) if width else None
+        self.embed = eqx.nn.MLP(3 * n_pair + 1 + 2 * width, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0])
         self.blocks = tuple(Block(spec.dim, spec.heads, k, n_pair) for k in keys[1:-2])
         self.norm = eqx.nn.LayerNorm(spec.dim)
         head = eqx.nn.Linear(spec.dim, 1, key=keys[-2])
         self.head = eqx.tree_at(lambda l: l.bias, head, jnp.full((1,), -2.0))
         self.cell_head = eqx.nn.MLP(N_CELL_FEATURES, 1, 32, 1, activation=jax.nn.gelu, key=keys[-1])
 
-    def _pairs(self, x, row_mask, var_mask) -> Float[Array, "d d f"]:
+    def _pairs(self, x, row_mask, var_mask):
+        """What every target's head reads: pair features [d, d, f], and the observational
+        (correlation, precision) for the triple statistics when the model has them."""
         pairs = pair_features(x, row_mask, var_mask)
         if self.quadratic:
             pairs = jnp.concatenate([pairs, quadratic_features(x, row_mask, var_mask)], axis=-1)
-        return pairs
+        moments = observational_correlation(x, row_mask, var_mask) if self.triplets is not None else None
+        return pairs, moments
 
-    def _parents(self, pairs, var_mask, target):
+    def _parents(self, shared, var_mask, target):
+        pairs, moments = shared
         d = pairs.shape[0]
         is_target = (jnp.arange(d) == target).astype(pairs.dtype)
         own = jnp.diagonal(pairs).T  # [d, f]: each variable's own statistics (its do() values)
-        tokens = jnp.concatenate([pairs[:, target], pairs[target, :], own, is_target[:, None]], -1)
+        parts = [pairs[:, target], pairs[target, :], own, is_target[:, None]]
+        if self.triplets is not None:
+            parts.append(self.triplets(*moments, var_mask, target))
+        tokens = jnp.concatenate(parts, -1)
         h = jax.vmap(self.embed)(tokens)
         for block in self.blocks:
             h = block(h, pairs, var_mask)
@@ -137,9 +180,9 @@ class StatsPredictor(AmortizedPredictor):
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "d d"]:
         """Edge logits [i, j] of i -> j: column j is the parent head with target j."""
-        pairs = self._pairs(x, row_mask, var_mask)
-        d = pairs.shape[0]
-        cols = jax.vmap(lambda t: self._parents(pairs, var_mask, t))(jnp.arange(d))  # [t, i]
+        shared = self._pairs(x, row_mask, var_mask)
+        d = var_mask.shape[0]
+        cols = jax.vmap(lambda t: self._parents(shared, var_mask, t))(jnp.arange(d))  # [t, i]
         return jnp.where(var_mask[None, :], cols.T, _NEG)  # padded targets: no parents
 
     def intervened(

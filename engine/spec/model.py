@@ -20,6 +20,10 @@ class StatsModel(Section):
     runs the parent head once per target (shared statistics). `quadratic` adds second-order
     dependence statistics (correlations and partial correlations of the variables and their
     squares), which see mechanisms that correlations miss (even or spread-moving ones).
+    `triplets` adds, per candidate parent, what every third variable says about the pair:
+    correlations and partial correlations of the triple given all others, all but one, or the
+    third alone, pooled over third variables. They are the collider tests that separate parents
+    from spouses and orient edges, which pairwise statistics cannot express; O(d^3) per graph.
     """
 
     kind: Literal["stats"]
@@ -27,6 +31,7 @@ class StatsModel(Section):
     layers: int = Field(default=2, ge=0)
     heads: int = Field(default=4, gt=0)
     quadratic: bool = False
+    triplets: bool = False
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "StatsModel":
@@ -48,7 +53,12 @@ class StatsModel(Section):
         pairs = 12 * n * d * d + 2 * d**3
         if self.quadratic:  # the stacked [z, z^2]: a 2d x 2d correlation and its inverse
             pairs += 8 * n * d * d + 16 * d**3
-        tokens = 2 * d * ((3 * f + 1) * self.dim + self.dim**2)
+        from engine.models.stats import TRIPLET_WIDTH
+
+        width = TRIPLET_WIDTH if self.triplets else 0
+        tokens = 2 * d * ((3 * f + 1 + 2 * width) * self.dim + self.dim**2)
+        if self.triplets:  # 12 triple statistics and an MLP 12 -> 32 -> width for every (j, k)
+            tokens += 2 * d * d * (30 + 12 * 32 + 32 * width)
         block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim
         bias = self.layers * 2 * d * d * (f * 32 + 32 * self.heads)
         return pairs + bias + (d if graph else 1) * (tokens + self.layers * block)
