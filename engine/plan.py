@@ -356,9 +356,15 @@ def _per_graph_wall(n: int, core_seconds: float, workers: int, start: float = 20
     return start + math.ceil(n / max(workers, 1)) * core_seconds if n else 0.0
 
 
-def _baseline_seconds(name: str, d: int) -> float:
-    """One graph of d variables (0 where the baseline does not take graphs that large)."""
-    return BASELINES[name].seconds(d) if BASELINES[name].takes(d) else 0.0
+def _baseline_seconds(name: str, scm, limit: float) -> float:
+    """One graph of the stage's distribution on average: its sizes by their weights (a graph
+    file's own size), each 0 where the baseline does not take graphs that large (exact_dp runs on
+    the <= 20-variable graphs of a 5-50 range only; priced at the largest, it was priced at 0)
+    and at most `limit`, where a run is stopped."""
+    from_files = not any(g.kind != "from_file" for g in scm.graphs)
+    sizes, weights = ([scm.max_nodes], [1.0]) if from_files else (scm.sizes, scm.size_weights)
+    b = BASELINES[name]
+    return sum(w * (min(b.seconds(d), limit) if b.takes(d) else 0.0) for d, w in zip(sizes, weights)) / sum(weights)
 
 
 def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:
@@ -377,7 +383,8 @@ def _evaluation_estimates(spec, workers: int = 2) -> dict[str, float]:
             runs = prior_only if st.observational else st.expert  # observational: no trials
             est[f"expert.{st.name}"] = _per_graph_wall(n, expert_graph_seconds(runs, scm.n_obs, d), workers)
         prior_s = expert_graph_seconds(prior_only, scm.n_obs, d)
-        evaluate += 5.0 + n * sum(_baseline_seconds(b, d) for b in st.baselines)
+        limit = spec.evaluation.baseline_seconds
+        evaluate += 5.0 + n * sum(_baseline_seconds(b, scm, limit) for b in st.baselines)
         evaluate += min(st.timed_graphs, n) * spec.evaluation.timing_repeats * prior_s
     est["evaluate"] = evaluate
     return est

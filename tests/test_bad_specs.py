@@ -421,10 +421,10 @@ CASES = [
          "{L}: hardware.devics: unknown key (did you mean 'devices'?); allowed: devices, "
          "max_wall_minutes, max_memory_gb, backend"),
     case("unknown-backend", edit(None, '\n[hardware]\nbackend = "rayy"\n'), "backend",
-         "{L}: hardware.backend: Input should be 'local' or 'ray' (got 'rayy')"),
+         "{L}: hardware.backend: Input should be 'local' or 'ray' (got 'rayy') (did you mean 'ray'?)"),
     case("unknown-aggregate", edit('aggregate = "median"', 'aggregate = "medain"'), "aggregate =",
          "{L}: gates.0.aggregate: Input should be 'pooled', 'mean', 'median', 'quantile' or "
-         "'share' (got 'medain')"),
+         "'share' (got 'medain') (did you mean 'median'?)"),
     case("unknown-expert-kind", edit('kind = "parent_scale"', 'kind = "parent_scal"'),
          "parent_scal", "{L}: expert.kind: unknown kind 'parent_scal' (did you mean "
          "'parent_scale'?); expected one of: parent_scale, oracle, random"),

@@ -246,3 +246,18 @@ def test_an_online_curriculum_prices_each_stage_at_its_own_sizes():
     assert large > 2 * small  # padded to 50 variables, not 30
     assert train_seconds(spec) == pytest.approx(6000 * small + 2000 * large)
     assert train_seconds(spec) < spec.train.steps * step_seconds(spec)  # not all at the largest
+
+
+def test_an_evaluations_baselines_are_priced_over_the_stages_graph_sizes():
+    """A 5-50 stage runs exact_dp on its <= 20-variable graphs only: priced at the largest size
+    it cost nothing; over the sizes it costs their share. GES is priced at most at the limit
+    where a run is stopped."""
+    from engine.evaluate.baselines import BASELINES
+    from engine.plan import _baseline_seconds
+
+    scm = load(SPECS / "general.toml").spec.scm
+    assert scm.sizes == list(range(5, 51))
+    want = sum(BASELINES["exact_dp"].seconds(d) for d in range(5, 21)) / 46
+    assert _baseline_seconds("exact_dp", scm, 600.0) == pytest.approx(want)
+    assert want > 0 and not BASELINES["exact_dp"].takes(50)
+    assert _baseline_seconds("ges", scm, 1.0) <= 1.0 < _baseline_seconds("ges", scm, 600.0)

@@ -182,6 +182,8 @@ def _message(err: dict) -> tuple[str, tuple]:
         err["input"], (dict, list)
     ):
         message += f" (got {err['input']!r})"
+    if kind == "literal_error" and isinstance(err.get("input"), str):
+        message += suggest(err["input"], re.findall(r"'([^']*)'", ctx.get("expected", "")))
     return message, ()
 
 
