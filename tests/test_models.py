@@ -339,3 +339,37 @@ def test_a_triplet_stats_model_builds_learns_shapes_and_old_specs_keep_their_has
     np.testing.assert_allclose(np.asarray(g[:, 2]), np.asarray(b(x, jnp.ones(40, bool), vm, jnp.asarray(2))), atol=1e-4)
     two = b.graph(x[:, :2], jnp.ones(40, bool), jnp.ones(2, bool))  # no third variable at all
     assert np.isfinite(np.asarray(two)).all()
+
+
+def test_triplet_summaries_are_min_mean_and_max_over_the_third_variables():
+    """Each summary equals its reduction of the triples written out with NumPy, over the third
+    variables only (not the candidate, the target or padding); on a collider 0 -> 2 <- 1 the
+    spouse pair (0, 1) has a third variable that separates it (2 left out), a parent does not,
+    and the parent gets the collider's evidence that it points into the target."""
+    from engine.models.features import observational_correlation, triplet_features, triplet_summaries
+
+    rng = np.random.default_rng(1)
+    n, d = 2000, 5
+    v = rng.normal(size=(n, d))
+    v[:, 2] += v[:, 0] + v[:, 1]
+    x = np.zeros((n, d + 1, 2), np.float32)
+    x[:, :d, 0] = v
+    vm = jnp.array([1] * d + [0], bool)
+    corr, prec = observational_correlation(jnp.asarray(x), jnp.ones(n, bool), vm)
+    idx = np.arange(d + 1)
+    for t in range(d):
+        tri = triplet_features(corr, prec, t)
+        third = vm[None, :] & (idx[None, :] != idx[:, None]) & (idx[None, :] != t)
+        got = np.asarray(triplet_summaries(tri, third))
+        a = np.abs(np.asarray(tri))
+        for j in range(d):
+            ks = [k for k in range(d) if k not in (j, t)]
+            want = [a[j, ks, 6].min(), a[j, ks, 6].mean(), a[j, ks, 9].min(), a[j, ks, 9].mean(),
+                    (a[j, ks, 10] - a[j, ks, 1]).max(), (a[j, ks, 4] - a[j, ks, 7]).max()]
+            np.testing.assert_allclose(got[j], want, atol=1e-5)
+        assert np.abs(got[d]).max() < 1e-6  # a padded candidate has all-zero statistics
+    at_1 = np.asarray(triplet_summaries(triplet_features(corr, prec, 1), vm[None, :] & (idx[None, :] != idx[:, None]) & (idx[None, :] != 1)))
+    at_2 = np.asarray(triplet_summaries(triplet_features(corr, prec, 2), vm[None, :] & (idx[None, :] != idx[:, None]) & (idx[None, :] != 2)))
+    assert at_1[0, 0] < 0.05  # spouse 0 of 1: leaving 2 out separates them
+    assert at_2[0, 0] > 0.3 and at_2[0, 2] > 0.3  # parent 0 of 2: nothing separates it
+    assert at_2[0, 4] > 0.3 and at_2[0, 5] > 0.3  # and 1 says 2 is a collider: 0 -> 2

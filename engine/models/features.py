@@ -245,3 +245,37 @@ def triplet_features(
         [col(rt), r, row(rt), col(pt), partial, row(pt), drop_k, drop_t, drop_j, given_k, given_t, given_j],
         axis=-1,
     )
+
+
+N_TRIPLET_SUMMARIES = 6
+
+
+def triplet_summaries(
+    triples: Float[Array, "d d 12"], third: Bool[Array, "d d"]
+) -> Float[Array, "d 6"]:
+    """Fixed summaries over third variables k (where `third[j, k]`) of triplet_features, per
+    candidate j: 0 min and 1 mean of |rho(j, t | all but k)|, 2 min and 3 mean of
+    |rho(j, t | k)| (a separating variable: near 0 for a spouse or an indirect pair; a parent
+    stays far from 0), 4 max of |rho(j, k | t)| - |r_jk| and 5 max of |rho(j, k | all)| -
+    |rho(j, k | all but t)| (t a collider of j and k: j -> t). A learned pool over the raw triples
+    (TripletPool) did not find the first two in 5,000 steps, though a classifier on them ranks a
+    dense linear skeleton at AUROC 0.92 against 0.86 on pair statistics alone
+    (benchmarks/local_statistics.py)."""
+    a = jnp.abs(triples)
+    count = jnp.maximum(third.sum(1), 1)
+    any_third = third.any(1)
+
+    def low(v):
+        return jnp.where(any_third, jnp.where(third, v, jnp.inf).min(1), 0.0)
+
+    def high(v):
+        return jnp.where(any_third, jnp.where(third, v, -jnp.inf).max(1), 0.0)
+
+    def mean(v):
+        return jnp.where(third, v, 0.0).sum(1) / count
+
+    drop, given = a[..., 6], a[..., 9]
+    return jnp.stack(
+        [low(drop), mean(drop), low(given), mean(given), high(a[..., 10] - a[..., 1]), high(a[..., 4] - a[..., 7])],
+        axis=-1,
+    )

@@ -12,11 +12,13 @@ from engine.models.features import (
     N_PAIR_FEATURES,
     N_QUADRATIC_FEATURES,
     N_TRIPLET_FEATURES,
+    N_TRIPLET_SUMMARIES,
     cell_features,
     observational_correlation,
     pair_features,
     quadratic_features,
     triplet_features,
+    triplet_summaries,
 )
 from engine.models.base import AmortizedPredictor
 
@@ -56,7 +58,8 @@ class RelationalAttention(eqx.Module):
 class TripletPool(eqx.Module):
     """Per candidate j of a target, an MLP over the triple statistics (j, t, k) of every third
     variable k (features.triplet_features), pooled over k by mean and max: evidence such as
-    "some k is a collider of j and t" needs the existence of one k, which a max sees."""
+    "some k is a collider of j and t" needs the existence of one k, which a max sees; beside
+    it, fixed summaries of the same triples (features.triplet_summaries)."""
 
     mlp: eqx.nn.MLP
     width: int = eqx.field(static=True)
@@ -69,14 +72,15 @@ class TripletPool(eqx.Module):
         self, corr: Float[Array, "d d"], prec: Float[Array, "d d"], var_mask: Bool[Array, " d"], target
     ) -> Float[Array, "d w"]:
         d = corr.shape[0]
-        h = jax.vmap(jax.vmap(self.mlp))(triplet_features(corr, prec, target))  # [j, k, w]
+        triples = triplet_features(corr, prec, target)
+        h = jax.vmap(jax.vmap(self.mlp))(triples)  # [j, k, w]
         idx = jnp.arange(d)
         third = var_mask[None, :] & (idx[None, :] != idx[:, None]) & (idx[None, :] != target)  # [j, k]
         count = third.sum(1, keepdims=True)
         mean = jnp.where(third[..., None], h, 0.0).sum(1) / jnp.maximum(count, 1)
         peak = jnp.where(third[..., None], h, -jnp.inf).max(1)
         peak = jnp.where(count > 0, peak, 0.0)  # two variables: no third one to look at
-        return jnp.concatenate([mean, peak], -1)
+        return jnp.concatenate([mean, peak, triplet_summaries(triples, third)], -1)
 
 
 class Block(eqx.Module):
@@ -127,7 +131,7 @@ class StatsPredictor(AmortizedPredictor):
         width = TRIPLET_WIDTH if getattr(spec, "triplets", False) else 0
         # its own key: models without it initialise exactly as before it existed
         self.triplets = TripletPool(width, jax.random.fold_in(key, 7)) if width else None
-        self.embed = eqx.nn.MLP(3 * n_pair + 1 + 2 * width, spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0])
+        self.embed = eqx.nn.MLP(3 * n_pair + 1 + (2 * width + N_TRIPLET_SUMMARIES if width else 0), spec.dim, spec.dim, 1, activation=jax.nn.gelu, key=keys[0])
         self.blocks = tuple(Block(spec.dim, spec.heads, k, n_pair) for k in keys[1:-2])
         self.norm = eqx.nn.LayerNorm(spec.dim)
         head = eqx.nn.Linear(spec.dim, 1, key=keys[-2])
