@@ -307,3 +307,26 @@ def test_a_checksummed_scm_file_this_acbo_cannot_read_is_named(registry):
     _clean(result)
     assert result.exit_code == 2, result.output
     assert "scm.eqx: cannot be read back" in result.output and "--force" in result.output
+
+
+def test_a_checkpoint_of_another_model_layout_is_set_aside_not_a_crash(tmp_path):
+    """Code that changes a model's layout without changing its spec leaves the stage hash alone:
+    the old run's checkpoints must not crash the resume (it was an `internal error:`), nor be
+    pruned in place of the fresh run's own ones."""
+    import jax.numpy as jnp
+
+    from engine.train import checkpoint
+
+    old = {"w": jnp.zeros((64, 84))}
+    checkpoint.save(tmp_path, 5000, old)
+    checkpoint.save(tmp_path, 5500, old)
+    warnings = []
+    like = {"w": jnp.zeros((64, 90))}
+    assert checkpoint.latest(tmp_path, like, warn=warnings.append) is None
+    assert len(warnings) == 2 and "another model layout" in warnings[0]
+    assert checkpoint.list_checkpoints(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000005000.eqx.unusable", "ckpt-000005500.eqx.unusable"]
+    checkpoint.save(tmp_path, 500, like)  # the fresh run's checkpoints are kept
+    checkpoint.save(tmp_path, 1000, like)
+    header, tree = checkpoint.latest(tmp_path, like)
+    assert header["step"] == 1000 and tree["w"].shape == (64, 90)

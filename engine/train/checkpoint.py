@@ -63,14 +63,24 @@ def read(path: Path, like):
         raise ValueError(f"{path}: unreadable checkpoint header") from None
     if not sep or header.get("format") != FORMAT or sha256_bytes(payload) != header.get("sha256"):
         raise ValueError(f"{path}: checkpoint checksum mismatch")
-    return header, eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    try:
+        return header, eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except (RuntimeError, ValueError, TypeError) as exc:  # Equinox: a leaf of another shape or kind
+        raise ValueError(f"{path}: written for another model layout ({exc})") from None
 
 
 def latest(directory: Path, like, warn=print):
-    """The newest checkpoint that reads back intact, as (header, tree), or None."""
+    """The newest checkpoint that reads back intact, as (header, tree), or None. Where none does
+    (torn, or written by code whose model had another layout under the same stage hash), they
+    are set aside as `*.unusable`: left in place, they would crash a resume and be pruned in
+    place of the fresh run's own checkpoints."""
+    unusable = []
     for path in reversed(list_checkpoints(directory)):
         try:
             return read(path, like)
         except ValueError as exc:
             warn(f"skipping {exc}")
+            unusable.append(path)
+    for path in unusable:
+        path.replace(path.with_name(path.name + ".unusable"))
     return None
