@@ -15,7 +15,8 @@ search error); GRN counts are log2 CPM for all.
 Metrics come from the engine's one registry (engine/evaluate/catalog.py) with bootstrap 95%
 intervals over datasets, and the paired differences model - GES and model - PC. A baseline run
 over --limit seconds is stopped and counts as not run (said in the table). Baseline answers are
-cached per dataset under --cache, so a rerun with another model costs only the model.
+cached per dataset under --cache, so a rerun with another model costs only the model; a rerun
+with --models keeps the results of the models it did not name.
 """
 
 from __future__ import annotations
@@ -206,9 +207,12 @@ def main() -> None:
                     e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
                     side_row[f"{k}_minus_{b}"] = e.to_json()
             row[side] = side_row
+        # a rerun with some models keeps the rows of the others (same datasets, same baselines)
+        kept = {m: r for m, r in results.get(suite, {}).get("methods", {}).items()
+                if m.split(" p>")[0] not in predictors and m not in BASELINES}
         results[suite] = {"graphs": len(sets), "d": int(sets[0].adjacency.shape[0]),
                           "edges": float(st.adjacency.sum((1, 2)).mean()),
-                          "dropped": int((~st.var_mask).sum()), "methods": row}
+                          "dropped": int((~st.var_mask).sum()), "methods": {**kept, **row}}
         print(table(suite, results[suite]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         order = [s for s in SUITES if s in results]
