@@ -361,7 +361,7 @@ def _baseline_seconds(name: str, scm, limit: float) -> float:
     file's own size), each 0 where the baseline does not take graphs that large (exact_dp runs on
     the <= 20-variable graphs of a 5-50 range only; priced at the largest, it was priced at 0)
     and at most `limit`, where a run is stopped."""
-    from_files = not any(g.kind != "from_file" for g in scm.graphs)
+    from_files = all(g.kind == "from_file" for g in scm.graphs)
     sizes, weights = ([scm.max_nodes], [1.0]) if from_files else (scm.sizes, scm.size_weights)
     b = BASELINES[name]
     return sum(w * (min(b.seconds(d), limit) if b.takes(d) else 0.0) for d, w in zip(sizes, weights)) / sum(weights)

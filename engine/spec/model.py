@@ -53,10 +53,11 @@ class StatsModel(Section):
         pairs = 12 * n * d * d + 2 * d**3
         if self.quadratic:  # the stacked [z, z^2]: a 2d x 2d correlation and its inverse
             pairs += 8 * n * d * d + 16 * d**3
+        from engine.models.features import N_TRIPLET_SUMMARIES
         from engine.models.stats import TRIPLET_WIDTH
 
         width = TRIPLET_WIDTH if self.triplets else 0
-        tokens = 2 * d * ((3 * f + 1 + (2 * width + 6 if width else 0)) * self.dim + self.dim**2)
+        tokens = 2 * d * ((3 * f + 1 + (2 * width + N_TRIPLET_SUMMARIES if width else 0)) * self.dim + self.dim**2)
         if self.triplets:  # 12 triple statistics and an MLP 12 -> 32 -> width for every (j, k)
             tokens += 2 * d * d * (30 + 12 * 32 + 32 * width)
         block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim
