@@ -336,7 +336,7 @@ REFUSED = [
           f"{', '.join(METRICS)} (`acbo schema` describes each)"),
     _case("the-expert-has-no-speedup", 'metric = "speedup"\nside = "expert"\nmin = 2', "side =",
           "gates.2.side: the expert side has no speedup: it is measured for model, pc, ges, "
-          "exact_dp, random only (expert's posterior time (prior included) / this method's time, per "
+          "exact_dp, exact_additive, random only (expert's posterior time (prior included) / this method's time, per "
           "graph)"),
     _case("the-expert-has-no-graph-metric", 'metric = "graph_f1"\nvs = "expert"\nmax = 0.2',
           "vs =", "gates.2.vs: the expert has no graph_f1: it predicts the target's parents, "
@@ -346,7 +346,7 @@ REFUSED = [
           "held_out"),
     _case("an-unknown-side", 'metric = "f1"\nvs = "gse"\nmax = 0.5', "vs =",
           "gates.2.vs: unknown side 'gse' (did you mean 'ges'?); sides: model, expert, pc, ges, "
-          "exact_dp, random (other specs' models are sides once listed in evaluation.models)"),
+          "exact_dp, exact_additive, random (other specs' models are sides once listed in evaluation.models)"),
     _case("vs-a-baseline-the-stage-does-not-run",
           'metric = "f1"\nvs = "pc"\nrelative = "ratio"\nmin = 1', 'vs = "pc"',
           "gates.2.vs: stage 'held_out' does not run the pc baseline (it runs: random); add it "
@@ -427,7 +427,7 @@ def test_evaluation_models_are_sides_and_may_not_shadow_one(tmp_path, monkeypatc
     line = [n for n, t in enumerate(bad.splitlines(), 1) if "models =" in t][0]
     assert result.exit_code == 2
     assert result.stderr == (f"bad.toml:{line}: evaluation.models.0: 'pc' is a built-in side "
-                             "(model, expert, pc, ges, exact_dp, random); a model is named by its spec's name\n")
+                             "(model, expert, pc, ges, exact_dp, exact_additive, random); a model is named by its spec's name\n")
 
 
 def test_an_extra_model_is_judged_like_the_model():

@@ -481,7 +481,7 @@ def test_an_expert_of_another_kind_replaces_the_table(workdir):
      "evaluation.stages.1.name: 'rff shift' is not a stage name: letters, digits and _, not "
      "starting with a digit (it names the stage's folders and report rows)"),
     ('baselines = ["random"]', 'baselines = ["random", "pcc"]', "pcc",
-     "evaluation.stages.1.baselines.1: Input should be 'pc', 'ges', 'exact_dp' or 'random' (got 'pcc') (did you mean 'pc'?)"),
+     "evaluation.stages.1.baselines.1: Input should be 'pc', 'ges', 'exact_dp', 'exact_additive' or 'random' (got 'pcc') (did you mean 'pc'?)"),
 ])
 def test_a_bad_stage_override_is_reported_at_its_key(workdir, old, new, marker, message):
     text = with_stages(STAGES.replace(old, new))
