@@ -485,6 +485,11 @@ def infer(
         None, "--max-memory-gb", min=0.001,
         help="Working memory the model may use (default: half of what is available); models that "
              "attend over rows then take them in chunks."),
+    exact: bool = typer.Option(
+        False, "--exact",
+        help="No model: the exact Bayesian posterior over all DAGs (linear or additive nonlinear "
+             "scores), from the observational rows; up to 20 variables, under a second at 10 and "
+             "about 20 s at 20. Far more accurate than the models on small graphs."),
     counts: Optional[bool] = typer.Option(
         None, "--counts/--no-counts",
         help="The data are counts (single-cell UMIs): standardise them as log2 counts per million "
@@ -510,6 +515,8 @@ def infer(
             if len(args) > 2 or (len(args) == 2 and model is not None):
                 raise UsageError("give the data file and at most one model (RUN or --model), not "
                                  + " ".join(args))
+            if exact and (len(args) == 2 or model is not None):
+                raise UsageError("--exact answers without a model: give the data file only")
             if decide and not graphml:
                 raise UsageError("--decide picks the edges of the GraphML file: give --graphml too")
             if decide and threshold:
@@ -518,7 +525,7 @@ def infer(
 
             shipped = default(interventional=interventions is not None, counts=bool(counts))
             run = args[0] if len(args) == 2 else (model or shipped)
-            if len(args) == 1 and model is None and pretrained_path(shipped) is None and not (_root(registry) / shipped).is_dir():
+            if len(args) == 1 and model is None and not exact and pretrained_path(shipped) is None and not (_root(registry) / shipped).is_dir():
                 raise UsageError(f"no model named, and this acbo ships no '{shipped}' model yet: give a run folder "
                                  "or spec name before the data file, or --model NAME")
             data = Path(args[-1])
@@ -530,12 +537,20 @@ def infer(
                 check_output(graphml, given)
             table = read_csv(data, "data")
             mask = read_csv(interventions, "interventions") if interventions else None
-            inputs(table, mask)
+            _, intervened = inputs(table, mask)
             if target is not None:
                 target_index(table, target)
-            from engine.infer import load as load_predictor
+            if exact:
+                from engine.posterior import ExactPosterior
 
-            predictor = load_predictor(run, _root(registry))
+                if len(table.names) > ExactPosterior.max_variables:
+                    raise InferError(f"--exact takes at most {ExactPosterior.max_variables} variables; "
+                                     f"{data} has {len(table.names)}: leave out --exact to use a model")
+                predictor = ExactPosterior()
+            else:
+                from engine.infer import load as load_predictor
+
+                predictor = load_predictor(run, _root(registry))
             predictor.max_memory_gb = max_memory_gb
             if counts is not None:
                 predictor.counts = counts
@@ -552,6 +567,9 @@ def infer(
                 graph.to_csv(buf)
             # Which model answered (a spec name resolves to its newest run with a model).
             note(predictor.describe())
+            if exact and intervened.any():
+                note(f"{int(intervened.any(1).sum())} interventional rows left out (the exact posterior "
+                     "reads observational rows only)")
             if predictor.row_chunk:
                 note(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
                      "to fit the memory budget")
