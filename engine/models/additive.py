@@ -16,11 +16,15 @@ observational z-score), orthonormalised over the observational rows. For the ord
 - 1 marginal: log RSS(t) / RSS(t | j's basis), the additive analogue of the correlation.
 
 A ridge of RIDGE on the orthonormal Gram keeps float32 solves stable on near-collinear bases.
+Every LAPACK call here depends on the one before (Cholesky, then the Gram's inverse, then its
+blocks'): two independent batched ones, free to run at once, deadlocked XLA:CPU (jax 0.10.2,
+vmapped at d >= 40: compiled, then no thread ran), and so may a model that computes another
+one beside these (the stats model sequences them: engine/models/stats.py). The test runs the
+batched, jitted, differentiated call at d = 50.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
@@ -60,9 +64,7 @@ def additive_features(
     pad = (1.0 - vm)[:, None, None, None] * eye[None, :, None, :] * jnp.eye(d, dtype=z.dtype)[:, None, :, None]
     D = d * b
     G = (gram + pad).reshape(D, D) + RIDGE * jnp.eye(D, dtype=z.dtype)
-    # Barriers: without them XLA:CPU fuses these products into their many consumers and
-    # recomputes them per element (a vmapped call at d = 30 ran for minutes, not 0.1 s).
-    P = jax.lax.optimization_barrier(jnp.linalg.inv(G).reshape(d, b, d, b))
+    P = jnp.linalg.inv(G).reshape(d, b, d, b)
     g = jnp.einsum("nja,nt->jat", u, z * obs[:, None]) / n_obs  # [d, b, t]: each basis with z_t
     yy = (obs[:, None] * z**2).sum(0) / n_obs + _EPS  # [t]
 
@@ -80,11 +82,10 @@ def additive_features(
     M_jj = P_jt[idx, idx][:, None] - jnp.einsum("jtae,jtfe->jtaf", half, P_jt)
     M_jj = jnp.where(jnp.eye(d, dtype=bool)[..., None, None], eye, M_jj)  # j = t: no block to drop
     bt = beta.transpose(0, 2, 1)  # [j, t, b]
-    delta = jnp.einsum("jta,jta->jt", bt, jnp.linalg.solve(M_jj, bt[..., None])[..., 0])
+    delta = jnp.einsum("jta,jtac,jtc->jt", bt, jnp.linalg.inv(M_jj), bt)
     drop = jnp.log1p(jnp.maximum(delta, 0.0) / jnp.maximum(rss_full, _EPS)[None, :])
     g_jt = g.transpose(0, 2, 1)  # [j, t, b]
-    block = gram[idx, :, idx, :] + RIDGE * eye  # [j, b, b]
-    fit = jnp.einsum("jta,jta->jt", g_jt, jnp.linalg.solve(block, g_jt.transpose(0, 2, 1)).transpose(0, 2, 1))
+    fit = (g_jt**2).sum(-1) / (1.0 + RIDGE)  # ridge fit on j's block, orthonormal by construction
     marginal = -jnp.log(jnp.clip(1.0 - fit / yy[None, :], _EPS, 1.0))
     keep = (vm[:, None] * vm[None, :]) * (1.0 - jnp.eye(d, dtype=z.dtype))
     return jnp.stack([drop, marginal], -1) * keep[..., None]

@@ -145,13 +145,20 @@ class StatsPredictor(AmortizedPredictor):
 
     def _pairs(self, x, row_mask, var_mask):
         """What every target's head reads: pair features [d, d, f], and the observational
-        (correlation, precision) for the triple statistics when the model has them."""
+        (correlation, precision) for the triple statistics when the model has them. Each
+        statistic's matrix inverses start after the previous one's (an optimisation barrier
+        on the data): independent batched LAPACK calls deadlocked XLA:CPU (models/additive.py)."""
         pairs = pair_features(x, row_mask, var_mask)
         if self.quadratic:
+            pairs, x = jax.lax.optimization_barrier((pairs, x))
             pairs = jnp.concatenate([pairs, quadratic_features(x, row_mask, var_mask)], axis=-1)
         if self.additive:
+            pairs, x = jax.lax.optimization_barrier((pairs, x))
             pairs = jnp.concatenate([pairs, additive_features(x, row_mask, var_mask)], axis=-1)
-        moments = observational_correlation(x, row_mask, var_mask) if self.triplets is not None else None
+        moments = None
+        if self.triplets is not None:
+            pairs, x = jax.lax.optimization_barrier((pairs, x))
+            moments = observational_correlation(x, row_mask, var_mask)
         return pairs, moments
 
     def _parents(self, shared, var_mask, target):
