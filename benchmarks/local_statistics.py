@@ -1,6 +1,7 @@
-"""How far local conditional-independence statistics take the skeleton on dense linear data.
+"""How far local conditional-independence statistics take the skeleton on dense linear and RFF data.
 
-  .venv/bin/python benchmarks/local_statistics.py [--train 60] [--out benchmarks/results/local_statistics.md]
+  .venv/bin/python benchmarks/local_statistics.py [--family linear rff] [--train 60]
+      [--out benchmarks/results/local_statistics.md]
 
 The stats model reads pairwise statistics (correlation, partial correlation given all others)
 and, with `triplets = true`, triple ones (given all but one variable, given one variable). On
@@ -11,9 +12,12 @@ extra) is fitted on --train graphs of the same generator, the most favourable ca
 of these features could have (in distribution, one family, one size), and scored on the 20
 evaluation datasets of benchmarks/general.py. Feature sets: pair; pair + triple; pair + triple
 + order-2 (partial correlations given every pair of other variables, and given all but every
-pair: O(d^4), which the model does not compute). Beside them: exact_dp's skeleton AUROC on the
-same datasets (its edge marginals p(i->j) + p(j->i), from the general_eval cache when present).
-AUROC is per dataset, averaged, with a 95% bootstrap interval over datasets.
+pair: O(d^4), which the model does not compute); pair + triple + additive (engine/models/
+additive.py's two statistics each way, computed here by plain least squares: what a variable's
+regression on the others' sin/cos bases loses without the other one, and what that one alone
+explains). Beside them: exact_dp's and exact_additive's skeleton AUROC on the same datasets
+(edge marginals p(i->j) + p(j->i), from the general_eval cache when present). AUROC is per
+dataset, averaged, with a 95% bootstrap interval over datasets.
 """
 
 from __future__ import annotations
@@ -59,12 +63,41 @@ def pair_rows(x: np.ndarray):
     return out
 
 
-def table(seeds):
-    keys, sets, y, group = [], [[], [], []], [], []
+def additive_rows(x: np.ndarray) -> dict:
+    """Per unordered pair: engine/models/additive.py's drop and marginal statistics in both
+    directions, by plain least squares on each variable's basis (z, sin and cos of w z)."""
+    n, d = x.shape
+    z = (x - x.mean(0)) / x.std(0)
+    w = np.array([0.5, 1.0, 2.0])
+    basis = np.concatenate([z[..., None], np.sin(z[..., None] * w), np.cos(z[..., None] * w)], 2)
+    basis -= basis.mean(0)
+
+    def rss(t, S):
+        if not S:
+            return (z[:, t] ** 2).sum()
+        F = basis[:, S].reshape(n, -1)
+        beta, *_ = np.linalg.lstsq(F, z[:, t], rcond=None)
+        return ((z[:, t] - F @ beta) ** 2).sum()
+
+    full = [rss(t, [k for k in range(d) if k != t]) for t in range(d)]
+    out = {}
+    for i, j in itertools.combinations(range(d), 2):
+        f = []
+        for t, s in ((i, j), (j, i)):
+            others = [k for k in range(d) if k not in (t, s)]
+            f += [np.log(rss(t, others) / full[t]), np.log(rss(t, []) / rss(t, [s]))]
+        out[(i, j)] = [max(f[0], f[2]), min(f[0], f[2]), max(f[1], f[3]), min(f[1], f[3])]
+    return out
+
+
+def table(seeds, family: str):
+    keys, sets, y, group = [], [[], [], [], []], [], []
     for g, s in enumerate(seeds):
-        ds = external.continuous("linear", D, 1000, s, 0)
+        ds = external.continuous(family, D, 1000, s, 0)
         skel = ds.adjacency | ds.adjacency.T
+        extra = additive_rows(ds.obs)
         for (i, j), *feats in pair_rows(ds.obs):
+            feats.append(feats[1] + extra[(i, j)])
             for f, lst in zip(feats, sets):
                 lst.append(f)
             y.append(skel[i, j])
@@ -84,38 +117,42 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     ap = argparse.ArgumentParser()
+    ap.add_argument("--family", nargs="+", default=["linear", "rff"], choices=["linear", "rff"])
     ap.add_argument("--train", type=int, default=60, help="training graphs (seeds 500...)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "general_eval")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "local_statistics.md")
     args = ap.parse_args()
-    train_x, train_y, _, _ = table(range(500, 500 + args.train))
-    test_x, test_y, group, keys = table(EVAL_SEEDS)
-
-    def per_dataset(scores):
-        return np.array([roc_auc_score(test_y[group == g], scores[group == g]) for g in range(len(EVAL_SEEDS))])
-
-    rows = []
-    for name, k in (("pair statistics", 0), ("pair + triple", 1), ("pair + triple + order-2", 2)):
-        clf = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(train_x[k], train_y)
-        rows.append((name, _interval(per_dataset(clf.predict_proba(test_x[k])[:, 1]))))
-    exact = []
-    for g in range(len(EVAL_SEEDS)):
-        path = args.cache / f"linear-{D}.{g}.exact_dp.npz"
-        if not path.exists():
-            break
-        s = np.load(path)["scores"]
-        exact.append(np.array([s[i, j] + s[j, i] for (i, j), gg in zip(keys, group) if gg == g]))
-    if len(exact) == len(EVAL_SEEDS):
-        rows.append(("exact_dp (exact Bayesian marginals)", _interval(per_dataset(np.concatenate(exact)))))
-    lines = ["# What local statistics can tell about the skeleton: linear ER-2, d = 10, 1000 rows", "",
+    lines = ["# What local statistics can tell about the skeleton: ER-2, d = 10, 1000 rows", "",
              "Written by `benchmarks/local_statistics.py`: a gradient-boosted classifier per unordered pair,",
              f"trained on {args.train} graphs of the evaluation's own generator (the most favourable case for",
-             "a learner of these features), scored on benchmarks/general.py's 20 linear-10 datasets;",
-             "skeleton AUROC per dataset, mean and 95% bootstrap interval.", "",
-             "| features | skeleton AUROC | 95% interval |", "|---|---|---|"]
-    lines += [f"| {n} | {v:.3f} | [{lo:.3f}, {hi:.3f}] |" for n, (v, lo, hi) in rows]
+             "a learner of these features), scored on benchmarks/general.py's 20 datasets of that family;",
+             "skeleton AUROC per dataset, mean and 95% bootstrap interval."]
+    for family in args.family:
+        train_x, train_y, _, _ = table(range(500, 500 + args.train), family)
+        test_x, test_y, group, keys = table(EVAL_SEEDS, family)
+
+        def per_dataset(scores):
+            return np.array([roc_auc_score(test_y[group == g], scores[group == g]) for g in range(len(EVAL_SEEDS))])
+
+        rows = []
+        for name, k in (("pair statistics", 0), ("pair + triple", 1), ("pair + triple + order-2", 2),
+                        ("pair + triple + additive", 3)):
+            clf = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(train_x[k], train_y)
+            rows.append((name, _interval(per_dataset(clf.predict_proba(test_x[k])[:, 1]))))
+        for baseline in ("exact_dp", "exact_additive"):
+            exact = []
+            for g in range(len(EVAL_SEEDS)):
+                path = args.cache / f"{family}-{D}.{g}.{baseline}.npz"
+                if not path.exists():
+                    break
+                s = np.load(path)["scores"]
+                exact.append(np.array([s[i, j] + s[j, i] for (i, j), gg in zip(keys, group) if gg == g]))
+            if len(exact) == len(EVAL_SEEDS):
+                rows.append((f"{baseline} (exact Bayesian marginals)", _interval(per_dataset(np.concatenate(exact)))))
+        lines += ["", f"## {family}-{D}", "", "| features | skeleton AUROC | 95% interval |", "|---|---|---|"]
+        lines += [f"| {n} | {v:.3f} | [{lo:.3f}, {hi:.3f}] |" for n, (v, lo, hi) in rows]
+        print("\n".join(lines[-len(rows) - 2:]), flush=True)
     text = "\n".join(lines) + "\n"
-    print(text)
     tmp = args.out.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(args.out)

@@ -28,9 +28,12 @@ def _brute_force(x: np.ndarray) -> np.ndarray:
     z = (x - x.mean(0)) / (x.std(0) + 1e-6)
     B = np.asarray(basis(jnp.asarray(z)), np.float64)
     B = B - B.mean(0)
-    for j in range(d):
-        L = np.linalg.cholesky(B[:, j].T @ B[:, j] / n + 1e-6 * np.eye(B.shape[2]))
-        B[:, j] = B[:, j] @ np.linalg.inv(L).T
+    for j in range(d):  # Gram-Schmidt, twice, each column scaled to sqrt(mean square + 1e-6)
+        for k in range(B.shape[2]):
+            for _ in range(2):
+                for m in range(k):
+                    B[:, j, k] -= (B[:, j, m] @ B[:, j, k] / n) * B[:, j, m]
+            B[:, j, k] /= np.sqrt((B[:, j, k] ** 2).mean() + 1e-6)
 
     def rss(t, S, orthonormal=False):
         yy = (z[:, t] ** 2).mean() + 1e-6
@@ -38,7 +41,7 @@ def _brute_force(x: np.ndarray) -> np.ndarray:
             return yy
         F = B[:, S].reshape(n, -1)
         g = F.T @ z[:, t] / n
-        gram = np.eye(F.shape[1]) if orthonormal else F.T @ F / n  # one block: I up to 1e-6
+        gram = np.eye(F.shape[1]) if orthonormal else F.T @ F / n  # one block: ~I
         return yy - g @ np.linalg.solve(gram + RIDGE * np.eye(F.shape[1]), g)
 
     out = np.zeros((d, d, 2))

@@ -16,11 +16,10 @@ observational z-score), orthonormalised over the observational rows. For the ord
 - 1 marginal: log RSS(t) / RSS(t | j's basis), the additive analogue of the correlation.
 
 A ridge of RIDGE on the orthonormal Gram keeps float32 solves stable on near-collinear bases.
-Every LAPACK call here depends on the one before (Cholesky, then the Gram's inverse, then its
-blocks'): two independent batched ones, free to run at once, deadlocked XLA:CPU (jax 0.10.2,
-vmapped at d >= 40: compiled, then no thread ran), and so may a model that computes another
-one beside these (the stats model sequences them: engine/models/stats.py). The test runs the
-batched, jitted, differentiated call at d = 50.
+The one LAPACK call is the Gram's inverse; the small systems (b x b blocks) are unrolled
+Gauss-Jordan and the orthonormalisation is Gram-Schmidt, because batched LAPACK calls of small
+blocks beside others deadlocked XLA:CPU in a training step (jax 0.10.2, d >= 40: compiled,
+then no thread ran). The stats model also sequences its statistics (engine/models/stats.py).
 """
 
 from __future__ import annotations
@@ -32,6 +31,33 @@ FREQUENCIES = (0.5, 1.0, 2.0)  # as engine.evaluate.bayes_dp's additive scores
 N_ADDITIVE_FEATURES = 2
 RIDGE = 1e-3
 _EPS = 1e-6
+
+
+def _orthonormal(u: Float[Array, "n d b"], weight: Float[Array, " n"], n_obs) -> Float[Array, "n d b"]:
+    """Each variable's basis columns made orthonormal over the weighted rows, in column order
+    (Gram-Schmidt twice, which is what whitening by the Gram's Cholesky factor does)."""
+    cols = []
+    for k in range(u.shape[-1]):
+        v = u[..., k]
+        for _ in range(2):
+            for q in cols:
+                v = v - ((weight[:, None] * q * v).sum(0) / n_obs)[None] * q
+        cols.append(v / jnp.sqrt((weight[:, None] * v**2).sum(0) / n_obs + _EPS)[None])
+    return jnp.stack(cols, -1)
+
+
+def _spd_inverse(a: Float[Array, "... b b"]) -> Float[Array, "... b b"]:
+    """Inverses of small symmetric positive-definite matrices by Gauss-Jordan elimination
+    without pivoting (stable for SPD), unrolled into plain array ops."""
+    b = a.shape[-1]
+    inv = jnp.broadcast_to(jnp.eye(b, dtype=a.dtype), a.shape)
+    for k in range(b):
+        pivot = a[..., k, k][..., None]
+        row_a, row_i = a[..., k, :] / pivot, inv[..., k, :] / pivot
+        factor = a[..., :, k][..., None]
+        a = (a - factor * row_a[..., None, :]).at[..., k, :].set(row_a)
+        inv = (inv - factor * row_i[..., None, :]).at[..., k, :].set(row_i)
+    return inv
 
 
 def basis(z: Float[Array, "n d"]) -> Float[Array, "n d b"]:
@@ -57,9 +83,7 @@ def additive_features(
     u = u * (obs[:, None, None] * vm[None, :, None])  # only observational rows, real variables
     b = u.shape[-1]
     eye = jnp.eye(b, dtype=z.dtype)
-    own = jnp.einsum("nja,njc->jac", u, u) / n_obs + _EPS * eye  # [d, b, b]
-    white = jnp.linalg.inv(jnp.linalg.cholesky(own))  # [d, b, b]: L^-1, so L^-1 own L^-T = I
-    u = jnp.einsum("jac,njc->nja", white, u)  # orthonormal per variable (padded: 0)
+    u = _orthonormal(u, obs, n_obs) * vm[None, :, None]  # per variable (padded: 0)
     gram = jnp.einsum("nja,nkc->jakc", u, u) / n_obs  # [d, b, d, b]
     pad = (1.0 - vm)[:, None, None, None] * eye[None, :, None, :] * jnp.eye(d, dtype=z.dtype)[:, None, :, None]
     D = d * b
@@ -72,7 +96,7 @@ def additive_features(
     # complement M_t = P - P[:, t] P_tt^-1 P[t, :] (zero on t's own block).
     idx = jnp.arange(d)
     P_jt = P.transpose(0, 2, 1, 3)  # [j, t, b, b]
-    P_tt_inv = jnp.linalg.inv(P_jt[idx, idx])  # [t, b, b]
+    P_tt_inv = _spd_inverse(P_jt[idx, idx])  # [t, b, b]
     Pg = jnp.einsum("jakc,kct->jat", P, g)  # [j, b, t]: P g_t
     corr = jnp.einsum("tac,tc->ta", P_tt_inv, Pg[idx, :, idx])  # [t, b]: P_tt^-1 P[t, :] g_t
     beta = Pg - jnp.einsum("jtac,tc->jat", P_jt, corr)  # [j, b, t]: M_t g_t
@@ -82,7 +106,7 @@ def additive_features(
     M_jj = P_jt[idx, idx][:, None] - jnp.einsum("jtae,jtfe->jtaf", half, P_jt)
     M_jj = jnp.where(jnp.eye(d, dtype=bool)[..., None, None], eye, M_jj)  # j = t: no block to drop
     bt = beta.transpose(0, 2, 1)  # [j, t, b]
-    delta = jnp.einsum("jta,jtac,jtc->jt", bt, jnp.linalg.inv(M_jj), bt)
+    delta = jnp.einsum("jta,jtac,jtc->jt", bt, _spd_inverse(M_jj), bt)
     drop = jnp.log1p(jnp.maximum(delta, 0.0) / jnp.maximum(rss_full, _EPS)[None, :])
     g_jt = g.transpose(0, 2, 1)  # [j, t, b]
     fit = (g_jt**2).sum(-1) / (1.0 + RIDGE)  # ridge fit on j's block, orthonormal by construction
