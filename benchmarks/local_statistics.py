@@ -13,9 +13,8 @@ of these features could have (in distribution, one family, one size), and scored
 evaluation datasets of benchmarks/general.py. Feature sets: pair; pair + triple; pair + triple
 + order-2 (partial correlations given every pair of other variables, and given all but every
 pair: O(d^4), which the model does not compute); pair + triple + additive (engine/models/
-additive.py's two statistics each way, computed here by plain least squares: what a variable's
-regression on the others' sin/cos bases loses without the other one, and what that one alone
-explains). Beside them: exact_dp's and exact_additive's skeleton AUROC on the same datasets
+additive.py's two statistics each way: what a variable's regression on the others' sin/cos
+bases loses without the other one, and what that one alone explains). Beside them: exact_dp's and exact_additive's skeleton AUROC on the same datasets
 (edge marginals p(i->j) + p(j->i), from the general_eval cache when present). AUROC is per
 dataset, averaged, with a 95% bootstrap interval over datasets.
 """
@@ -65,29 +64,15 @@ def pair_rows(x: np.ndarray):
 
 def additive_rows(x: np.ndarray) -> dict:
     """Per unordered pair: engine/models/additive.py's drop and marginal statistics in both
-    directions, by plain least squares on each variable's basis (z, sin and cos of w z)."""
+    directions (max and min of each over the two)."""
+    from engine.models.additive import additive_features
+
     n, d = x.shape
-    z = (x - x.mean(0)) / x.std(0)
-    w = np.array([0.5, 1.0, 2.0])
-    basis = np.concatenate([z[..., None], np.sin(z[..., None] * w), np.cos(z[..., None] * w)], 2)
-    basis -= basis.mean(0)
-
-    def rss(t, S):
-        if not S:
-            return (z[:, t] ** 2).sum()
-        F = basis[:, S].reshape(n, -1)
-        beta, *_ = np.linalg.lstsq(F, z[:, t], rcond=None)
-        return ((z[:, t] - F @ beta) ** 2).sum()
-
-    full = [rss(t, [k for k in range(d) if k != t]) for t in range(d)]
-    out = {}
-    for i, j in itertools.combinations(range(d), 2):
-        f = []
-        for t, s in ((i, j), (j, i)):
-            others = [k for k in range(d) if k not in (t, s)]
-            f += [np.log(rss(t, others) / full[t]), np.log(rss(t, []) / rss(t, [s]))]
-        out[(i, j)] = [max(f[0], f[2]), min(f[0], f[2]), max(f[1], f[3]), min(f[1], f[3])]
-    return out
+    cells = np.stack([x, np.zeros_like(x)], -1).astype(np.float32)
+    f = np.asarray(additive_features(cells, np.ones(n, bool), np.ones(d, bool)))
+    return {(i, j): [max(f[i, j, 0], f[j, i, 0]), min(f[i, j, 0], f[j, i, 0]),
+                     max(f[i, j, 1], f[j, i, 1]), min(f[i, j, 1], f[j, i, 1])]
+            for i, j in itertools.combinations(range(d), 2)}
 
 
 def table(seeds, family: str):

@@ -15,11 +15,18 @@ observational z-score), orthonormalised over the observational rows. For the ord
   complements: O((d b)^3 + d^2 b^3) per graph, no per-pair regression);
 - 1 marginal: log RSS(t) / RSS(t | j's basis), the additive analogue of the correlation.
 
-A ridge of RIDGE on the orthonormal Gram keeps float32 solves stable on near-collinear bases.
+A ridge of RIDGE on the orthonormal Gram keeps float32 solves stable on near-collinear bases;
+the regressions need more observational rows than the 7 d basis columns (below that the ridge,
+not the data, sets the numbers).
 The one LAPACK call is the Gram's inverse; the small systems (b x b blocks) are unrolled
 Gauss-Jordan and the orthonormalisation is Gram-Schmidt, because batched LAPACK calls of small
 blocks beside others deadlocked XLA:CPU in a training step (jax 0.10.2, d >= 40: compiled,
-then no thread ran). The stats model also sequences its statistics (engine/models/stats.py).
+then no thread ran).
+
+Not yet an input of the stats model: wired in as `[model] additive = true` (commit 50079e4),
+the online training step of specs/general.toml still hung XLA:CPU after compiling (0% CPU),
+in the 5-30-variable stage too, while each statistic alone ran. benchmarks/local_statistics.py
+measures what they would add.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from engine.models.features import (
     triplet_features,
     triplet_summaries,
 )
-from engine.models.additive import N_ADDITIVE_FEATURES, additive_features
 from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
@@ -114,8 +113,7 @@ class StatsPredictor(AmortizedPredictor):
     shared pair features; `intervened` is a small per-cell head on value statistics. With
     `quadratic`, the pair features also hold second-order dependence (features.quadratic_features).
     With `triplets`, each token also holds what every third variable says about the pair
-    (colliders, separating variables: TripletPool). With `additive`, the pair features also hold
-    additive nonlinear dependence (engine.models.additive).
+    (colliders, separating variables: TripletPool).
     """
 
     embed: eqx.nn.MLP
@@ -125,14 +123,11 @@ class StatsPredictor(AmortizedPredictor):
     cell_head: eqx.nn.MLP
     triplets: TripletPool | None
     quadratic: bool = eqx.field(static=True)
-    additive: bool = eqx.field(static=True)
 
     def __init__(self, spec, key: PRNGKeyArray):
         keys = jax.random.split(key, spec.layers + 3)
         self.quadratic = bool(getattr(spec, "quadratic", False))
-        self.additive = bool(getattr(spec, "additive", False))
-        n_pair = (N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
-                  + (N_ADDITIVE_FEATURES if self.additive else 0))
+        n_pair = N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
         width = TRIPLET_WIDTH if getattr(spec, "triplets", False) else 0
         # its own key: models without it initialise exactly as before it existed
         self.triplets = TripletPool(width, jax.random.fold_in(key, 7)) if width else None
@@ -145,20 +140,11 @@ class StatsPredictor(AmortizedPredictor):
 
     def _pairs(self, x, row_mask, var_mask):
         """What every target's head reads: pair features [d, d, f], and the observational
-        (correlation, precision) for the triple statistics when the model has them. Each
-        statistic's matrix inverses start after the previous one's (an optimisation barrier
-        on the data): independent batched LAPACK calls deadlocked XLA:CPU (models/additive.py)."""
+        (correlation, precision) for the triple statistics when the model has them."""
         pairs = pair_features(x, row_mask, var_mask)
         if self.quadratic:
-            pairs, x = jax.lax.optimization_barrier((pairs, x))
             pairs = jnp.concatenate([pairs, quadratic_features(x, row_mask, var_mask)], axis=-1)
-        if self.additive:
-            pairs, x = jax.lax.optimization_barrier((pairs, x))
-            pairs = jnp.concatenate([pairs, additive_features(x, row_mask, var_mask)], axis=-1)
-        moments = None
-        if self.triplets is not None:
-            pairs, x = jax.lax.optimization_barrier((pairs, x))
-            moments = observational_correlation(x, row_mask, var_mask)
+        moments = observational_correlation(x, row_mask, var_mask) if self.triplets is not None else None
         return pairs, moments
 
     def _parents(self, shared, var_mask, target):
