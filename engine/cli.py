@@ -489,7 +489,8 @@ def infer(
         False, "--exact",
         help="No model: the exact Bayesian posterior over all DAGs (linear or additive nonlinear "
              "scores), from the observational rows; up to 20 variables, under a second at 10 and "
-             "about 20 s at 20. Far more accurate than the models on small graphs."),
+             "about 20 s at 20. Far more accurate than the models on small graphs of continuous "
+             "data; not for counts."),
     counts: Optional[bool] = typer.Option(
         None, "--counts/--no-counts",
         help="The data are counts (single-cell UMIs): standardise them as log2 counts per million "
@@ -517,6 +518,10 @@ def infer(
                                  + " ".join(args))
             if exact and (len(args) == 2 or model is not None):
                 raise UsageError("--exact answers without a model: give the data file only")
+            if exact and counts:
+                raise UsageError("--exact is for continuous data: on single-cell counts its scores rank edges "
+                                 "below chance (grn-10 AUROC 0.32, benchmarks/results/general_eval.md); "
+                                 "leave out --exact to use the general_grn model")
             if decide and not graphml:
                 raise UsageError("--decide picks the edges of the GraphML file: give --graphml too")
             if decide and threshold:

@@ -5,7 +5,9 @@ dynamic programme, engine.evaluate.bayes_dp) in well under a second at 10 variab
 20 s at 20. With local scores that average a linear and an additive nonlinear model's evidence it
 ranks edges far better than the amortized models on external data (benchmarks/results/
 general_eval.md: rff-10 AUROC 0.97 against general's 0.79), so `acbo infer --exact` offers it
-beside them. It reads observational rows only: a posterior over i.i.d. rows has no term for a
+beside them, for continuous data: on single-cell counts (log2 CPM, dropout) its scores rank
+edges below chance (grn-10 AUROC 0.32), so the CLI refuses `--exact --counts`. It reads
+observational rows only: a posterior over i.i.d. rows has no term for a
 hard intervention, so interventional rows are left out (and counted in the metadata).
 """
 

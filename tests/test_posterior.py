@@ -63,6 +63,8 @@ def test_cli(tmp_path):
     assert "exact Bayesian posterior" in res.stderr
     res = CliRunner().invoke(app, ["infer", "--exact", "--model", "general", str(data)])
     assert res.exit_code == 2 and "--exact answers without a model" in res.stderr
+    res = CliRunner().invoke(app, ["infer", "--exact", "--counts", str(data)])
+    assert res.exit_code == 2 and "--exact is for continuous data" in res.stderr
     wide = tmp_path / "wide.csv"
     np.savetxt(wide, np.random.default_rng(0).normal(size=(30, 21)), delimiter=",",
                header=",".join(f"v{i}" for i in range(21)), comments="")
