@@ -6,7 +6,7 @@ dynamic programme, engine.evaluate.bayes_dp) in well under a second at 10 variab
 ranks edges far better than the amortized models on external data (benchmarks/results/
 general_eval.md: rff-10 AUROC 0.97 against general's 0.79), so `acbo infer --exact` offers it
 beside them, for continuous data: on single-cell counts (log2 CPM, dropout) its scores rank
-edges below chance (grn-10 AUROC 0.32), so the CLI refuses `--exact --counts`. It reads
+edges below chance (grn-10 AUROC 0.32), so it refuses them (`--exact --counts`). It reads
 observational rows only: a posterior over i.i.d. rows has no term for a
 hard intervention, so interventional rows are left out (and counted in the metadata).
 """
@@ -29,8 +29,8 @@ class ExactPosterior:
     max_variables = bayes_dp.MAX_VARIABLES
     row_chunk = None  # the Predictor interface: no rows are chunked here
 
-    def __init__(self, counts: bool = False):
-        self.counts = counts  # count data: read as log2 counts per million
+    def __init__(self):
+        self.counts = False  # the Predictor interface; counts are refused (module docstring)
         self.max_memory_gb: float | None = None  # the Predictor interface; ~1 GB at 20 variables
         self.metadata: dict = {"model": METHOD}
 
@@ -42,13 +42,16 @@ class ExactPosterior:
         """P(names[i] -> names[j]) for every pair, summed over all DAGs of these variables."""
         from engine.evaluate.baselines import predict_graph
 
+        if self.counts:
+            raise InferError("the exact posterior is for continuous data: on single-cell counts its "
+                             "scores rank edges below chance; use the general_grn model")
         table, mask = inputs(data, interventions)
         d = len(table.names)
         if d > self.max_variables:
             raise InferError(f"the exact posterior takes at most {self.max_variables} variables "
                              f"(its cost doubles with each one); these data have {d}: use a model")
         obs = ~mask.any(1)
-        z = standardise(table.values, mask, counts=self.counts)[obs]
+        z = standardise(table.values, mask)[obs]
         probs = np.array(predict_graph(METHOD, z, seed=0).scores)
         np.fill_diagonal(probs, 0.0)
         meta = {**self.metadata, "rows": int(obs.sum()), "interventional_rows_left_out": int((~obs).sum())}

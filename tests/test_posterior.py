@@ -71,3 +71,10 @@ def test_cli(tmp_path):
     res = CliRunner().invoke(app, ["infer", "--exact", str(wide)])
     assert res.exit_code == 2 and "--exact takes at most 20 variables" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_counts_are_refused_in_python_too():
+    post = ExactPosterior()
+    post.counts = True
+    with pytest.raises(InferError, match="for continuous data"):
+        post.graph(Table(NAMES, _chain(100, 3)))

@@ -77,6 +77,10 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
 )}
 
 
+# name -> (local scores, parent sets the variables' families may number at most)
+_EXACT = {"exact_dp": (bayes_dp.local_scores, 60_000), "exact_additive": (bayes_dp.additive_scores, 300_000)}
+
+
 class BaselineUnavailable(RuntimeError):
     """A baseline's library is missing; the message says what to install."""
 
@@ -253,10 +257,6 @@ def predict_graph(
         return _exact(obs, limit, *_EXACT[name])
     weights, seconds = _run_causallearn(name, obs, alpha, limit)
     return GraphPrediction(weights, weights.copy(), seconds)
-
-
-# name -> (local scores, parent sets the variables' families may number at most)
-_EXACT = {"exact_dp": (bayes_dp.local_scores, 60_000), "exact_additive": (bayes_dp.additive_scores, 300_000)}
 
 
 def _exact(obs: np.ndarray, limit: float | None, local: bayes_dp.Scores, sets: int) -> GraphPrediction:
