@@ -18,21 +18,17 @@ observational z-score), orthonormalised over the observational rows. For the ord
 A ridge of RIDGE on the orthonormal Gram keeps float32 solves stable on near-collinear bases;
 the regressions need more observational rows than the 7 d basis columns (below that the ridge,
 not the data, sets the numbers).
-The one LAPACK call is the Gram's inverse; the small systems (b x b blocks) are unrolled
-Gauss-Jordan and the orthonormalisation is Gram-Schmidt, because batched LAPACK calls of small
-blocks beside others deadlocked XLA:CPU in a training step (jax 0.10.2, d >= 40: compiled,
-then no thread ran).
 
-Not yet an input of the stats model: wired in as `[model] additive = true` (commit 50079e4),
-the online training step of specs/general.toml still hung XLA:CPU after compiling (0% CPU),
-in the 5-30-variable stage too, while each statistic alone ran. benchmarks/local_statistics.py
-measures what they would add.
+No LAPACK call (engine/models/spd.py says why): the Gram's inverse is block Gauss-Jordan over
+the variables' b x b blocks and the orthonormalisation is Gram-Schmidt.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
+
+from engine.models.spd import block_spd_inverse, spd_inverse
 
 FREQUENCIES = (0.5, 1.0, 2.0)  # as engine.evaluate.bayes_dp's additive scores
 N_ADDITIVE_FEATURES = 2
@@ -51,20 +47,6 @@ def _orthonormal(u: Float[Array, "n d b"], weight: Float[Array, " n"], n_obs) ->
                 v = v - ((weight[:, None] * q * v).sum(0) / n_obs)[None] * q
         cols.append(v / jnp.sqrt((weight[:, None] * v**2).sum(0) / n_obs + _EPS)[None])
     return jnp.stack(cols, -1)
-
-
-def _spd_inverse(a: Float[Array, "... b b"]) -> Float[Array, "... b b"]:
-    """Inverses of small symmetric positive-definite matrices by Gauss-Jordan elimination
-    without pivoting (stable for SPD), unrolled into plain array ops."""
-    b = a.shape[-1]
-    inv = jnp.broadcast_to(jnp.eye(b, dtype=a.dtype), a.shape)
-    for k in range(b):
-        pivot = a[..., k, k][..., None]
-        row_a, row_i = a[..., k, :] / pivot, inv[..., k, :] / pivot
-        factor = a[..., :, k][..., None]
-        a = (a - factor * row_a[..., None, :]).at[..., k, :].set(row_a)
-        inv = (inv - factor * row_i[..., None, :]).at[..., k, :].set(row_i)
-    return inv
 
 
 def basis(z: Float[Array, "n d"]) -> Float[Array, "n d b"]:
@@ -94,8 +76,8 @@ def additive_features(
     gram = jnp.einsum("nja,nkc->jakc", u, u) / n_obs  # [d, b, d, b]
     pad = (1.0 - vm)[:, None, None, None] * eye[None, :, None, :] * jnp.eye(d, dtype=z.dtype)[:, None, :, None]
     D = d * b
-    G = (gram + pad).reshape(D, D) + RIDGE * jnp.eye(D, dtype=z.dtype)
-    P = jnp.linalg.inv(G).reshape(d, b, d, b)
+    G = gram + pad + RIDGE * jnp.eye(D, dtype=z.dtype).reshape(d, b, d, b)
+    P = block_spd_inverse(G)
     g = jnp.einsum("nja,nt->jat", u, z * obs[:, None]) / n_obs  # [d, b, t]: each basis with z_t
     yy = (obs[:, None] * z**2).sum(0) / n_obs + _EPS  # [t]
 
@@ -103,7 +85,7 @@ def additive_features(
     # complement M_t = P - P[:, t] P_tt^-1 P[t, :] (zero on t's own block).
     idx = jnp.arange(d)
     P_jt = P.transpose(0, 2, 1, 3)  # [j, t, b, b]
-    P_tt_inv = _spd_inverse(P_jt[idx, idx])  # [t, b, b]
+    P_tt_inv = spd_inverse(P_jt[idx, idx])  # [t, b, b]
     Pg = jnp.einsum("jakc,kct->jat", P, g)  # [j, b, t]: P g_t
     corr = jnp.einsum("tac,tc->ta", P_tt_inv, Pg[idx, :, idx])  # [t, b]: P_tt^-1 P[t, :] g_t
     beta = Pg - jnp.einsum("jtac,tc->jat", P_jt, corr)  # [j, b, t]: M_t g_t
@@ -113,7 +95,7 @@ def additive_features(
     M_jj = P_jt[idx, idx][:, None] - jnp.einsum("jtae,jtfe->jtaf", half, P_jt)
     M_jj = jnp.where(jnp.eye(d, dtype=bool)[..., None, None], eye, M_jj)  # j = t: no block to drop
     bt = beta.transpose(0, 2, 1)  # [j, t, b]
-    delta = jnp.einsum("jta,jtac,jtc->jt", bt, _spd_inverse(M_jj), bt)
+    delta = jnp.einsum("jta,jtac,jtc->jt", bt, spd_inverse(M_jj), bt)
     drop = jnp.log1p(jnp.maximum(delta, 0.0) / jnp.maximum(rss_full, _EPS)[None, :])
     g_jt = g.transpose(0, 2, 1)  # [j, t, b]
     fit = (g_jt**2).sum(-1) / (1.0 + RIDGE)  # ridge fit on j's block, orthonormal by construction

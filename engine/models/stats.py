@@ -20,6 +20,7 @@ from engine.models.features import (
     triplet_features,
     triplet_summaries,
 )
+from engine.models.additive import N_ADDITIVE_FEATURES, additive_features
 from engine.models.base import AmortizedPredictor
 
 _NEG = -1e9
@@ -113,7 +114,8 @@ class StatsPredictor(AmortizedPredictor):
     shared pair features; `intervened` is a small per-cell head on value statistics. With
     `quadratic`, the pair features also hold second-order dependence (features.quadratic_features).
     With `triplets`, each token also holds what every third variable says about the pair
-    (colliders, separating variables: TripletPool).
+    (colliders, separating variables: TripletPool). With `additive`, the pair features also hold
+    additive nonlinear dependence (engine.models.additive).
     """
 
     embed: eqx.nn.MLP
@@ -123,11 +125,14 @@ class StatsPredictor(AmortizedPredictor):
     cell_head: eqx.nn.MLP
     triplets: TripletPool | None
     quadratic: bool = eqx.field(static=True)
+    additive: bool = eqx.field(static=True)
 
     def __init__(self, spec, key: PRNGKeyArray):
         keys = jax.random.split(key, spec.layers + 3)
         self.quadratic = bool(getattr(spec, "quadratic", False))
-        n_pair = N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
+        self.additive = bool(getattr(spec, "additive", False))
+        n_pair = (N_PAIR_FEATURES + (N_QUADRATIC_FEATURES if self.quadratic else 0)
+                  + (N_ADDITIVE_FEATURES if self.additive else 0))
         width = TRIPLET_WIDTH if getattr(spec, "triplets", False) else 0
         # its own key: models without it initialise exactly as before it existed
         self.triplets = TripletPool(width, jax.random.fold_in(key, 7)) if width else None
@@ -144,6 +149,8 @@ class StatsPredictor(AmortizedPredictor):
         pairs = pair_features(x, row_mask, var_mask)
         if self.quadratic:
             pairs = jnp.concatenate([pairs, quadratic_features(x, row_mask, var_mask)], axis=-1)
+        if self.additive:
+            pairs = jnp.concatenate([pairs, additive_features(x, row_mask, var_mask)], axis=-1)
         moments = observational_correlation(x, row_mask, var_mask) if self.triplets is not None else None
         return pairs, moments
 

@@ -24,6 +24,10 @@ class StatsModel(Section):
     correlations and partial correlations of the triple given all others, all but one, or the
     third alone, pooled over third variables. They are the collider tests that separate parents
     from spouses and orient edges, which pairwise statistics cannot express; O(d^3) per graph.
+    `additive` adds additive nonlinear dependence: how much of a variable's regression on the
+    others' smooth functions (sin and cos of each) is lost without one of them, and what that
+    one alone explains; they see RFF and MLP mechanisms that (partial) correlations miss;
+    O((7 d)^3) per graph.
     """
 
     kind: Literal["stats"]
@@ -32,6 +36,7 @@ class StatsModel(Section):
     heads: int = Field(default=4, gt=0)
     quadratic: bool = False
     triplets: bool = False
+    additive: bool = False
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "StatsModel":
@@ -49,8 +54,10 @@ class StatsModel(Section):
         target with `graph`): the pair statistics, then per target the token embedding and
         `layers` relational-attention blocks. Their pair-bias MLP reads only the pair statistics,
         so it runs once for every target (vmap leaves what a target does not touch unbatched)."""
-        f = 17 + (5 if self.quadratic else 0)
+        f = 17 + (5 if self.quadratic else 0) + (2 if self.additive else 0)
         pairs = 12 * n * d * d + 2 * d**3
+        if self.additive:  # 7 d basis columns: their Gram, its inverse, per-target Schur blocks
+            pairs += 2 * n * (7 * d) ** 2 + 2 * (7 * d) ** 3 + 4 * d * d * 7**3
         if self.quadratic:  # the stacked [z, z^2]: a 2d x 2d correlation and its inverse
             pairs += 8 * n * d * d + 16 * d**3
         from engine.models.features import N_TRIPLET_SUMMARIES
