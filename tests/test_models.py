@@ -341,6 +341,30 @@ def test_a_triplet_stats_model_builds_learns_shapes_and_old_specs_keep_their_has
     assert np.isfinite(np.asarray(two)).all()
 
 
+def test_an_additive_stats_model_sees_a_squared_parent_and_old_specs_keep_their_hash():
+    """`additive = true` adds the two additive statistics (engine/models/additive.py) to every
+    pair feature: absent from a plain spec's hash, priced in its flops, and the pair features
+    the heads read carry them (a squared parent that correlation misses shows)."""
+    from engine.plan import _dump
+    from engine.spec.model import StatsModel
+    from engine.models.additive import additive_features
+
+    plain, add = StatsModel(kind="stats", triplets=True), StatsModel(kind="stats", triplets=True, additive=True)
+    assert "additive" not in _dump(plain, "model") and _dump(add, "model")["additive"] is True
+    assert add.forward_flops(500, 20, graph=True) > plain.forward_flops(500, 20, graph=True)
+    model = add.build(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(1000, 4))
+    v[:, 2] += v[:, 1] ** 2  # 1 -> 2 through a square
+    x = jnp.asarray(np.stack([v, np.zeros_like(v)], -1).astype(np.float32))
+    rows, vars_ = jnp.ones(1000, bool), jnp.ones(4, bool)
+    pairs, _ = model._pairs(x, rows, vars_)
+    np.testing.assert_array_equal(np.asarray(pairs[..., -2:]), np.asarray(additive_features(x, rows, vars_)))
+    assert pairs[1, 2, -1] > 0.2 and abs(np.corrcoef(v[:, 1], v[:, 2])[0, 1]) < 0.1
+    g = model.graph(x, rows, vars_)
+    assert g.shape == (4, 4) and np.isfinite(np.asarray(g)).all()
+
+
 def test_triplet_summaries_are_min_mean_and_max_over_the_third_variables():
     """Each summary equals its reduction of the triples written out with NumPy, over the third
     variables only (not the candidate, the target or padding); on a collider 0 -> 2 <- 1 the

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine.models.spd import spd_inverse
+from engine.models.spd import block_spd_inverse, spd_inverse
 from engine.spec.model import AviciModel, StatsModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +39,14 @@ def test_inverse_matches_lapack(d):
         np.testing.assert_allclose(np.einsum("bij,bjk->bik", got, a), np.broadcast_to(np.eye(d), a.shape), atol=1e-9)
 
 
+@pytest.mark.parametrize("m,b", [(1, 7), (5, 1), (6, 7)])
+def test_block_inverse_matches_lapack(m, b):
+    with jax.enable_x64(True):
+        a = _ridged_correlations(2, m * b, seed=m + b)
+        got = np.asarray(jax.jit(jax.vmap(block_spd_inverse))(jnp.asarray(a).reshape(2, m, b, m, b)))
+        np.testing.assert_allclose(got.reshape(a.shape), np.linalg.inv(a), rtol=1e-9, atol=1e-9)
+
+
 def test_derivative_is_the_closed_form_and_matches_finite_differences():
     with jax.enable_x64(True):
         a = jnp.asarray(_ridged_correlations(1, 5, seed=1)[0])
@@ -53,8 +61,10 @@ def test_derivative_is_the_closed_form_and_matches_finite_differences():
 
 @pytest.mark.parametrize(
     "spec",
-    [StatsModel(kind="stats", dim=16, layers=1, heads=2), AviciModel(kind="avici", dim=16, layers=2, heads=2, key_size=8)],
-    ids=["stats", "avici"],
+    [StatsModel(kind="stats", dim=16, layers=1, heads=2),
+     StatsModel(kind="stats", dim=16, layers=1, heads=2, quadratic=True, triplets=True, additive=True),
+     AviciModel(kind="avici", dim=16, layers=2, heads=2, key_size=8)],
+    ids=["stats", "stats-every-statistic", "avici"],
 )
 def test_training_step_calls_no_lapack(spec):
     """The compiled gradient of the graph head has no LAPACK custom call (lu, getrf, potrf)."""
