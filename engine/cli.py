@@ -505,7 +505,8 @@ def infer(
     import csv
     import io
 
-    from engine.userfiles import InferError, check_output, inputs, read_csv, target_index, write_output
+    from engine.userfiles import (InferError, check_output, count_zero_fraction, inputs, read_csv, target_index,
+                                  write_output)
 
     def note(message: str) -> None:
         if not quiet:
@@ -545,6 +546,13 @@ def infer(
             _, intervened = inputs(table, mask)
             if target is not None:
                 target_index(table, target)
+            zeros = count_zero_fraction(table.values) if counts is None else None
+            if zeros is not None:
+                # the continuous models read log-CPM counts poorly: general ranks grn-10's edges
+                # below chance (AUROC 0.43), general_grn at 0.72 (benchmarks/results/general_eval.md)
+                note(f"{data} looks like counts (non-negative integers, {zeros:.0%} zeros): give --counts "
+                     "to read them as counts (the general_grn model), where the continuous models rank "
+                     "edges near or below chance; --no-counts if they are not counts")
             if exact:
                 from engine.posterior import ExactPosterior
 

@@ -49,6 +49,16 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def count_zero_fraction(values: np.ndarray) -> float | None:
+    """The fraction of zeros when `values` look like single-cell counts (non-negative
+    integers, at least a fifth of them zero), else None."""
+    v = np.asarray(values)
+    if v.size == 0 or (v < 0).any() or (v != np.round(v)).any():
+        return None
+    zeros = float((v == 0).mean())
+    return zeros if zeros >= 0.2 else None
+
+
 def check_output(path: Path | str, others: dict | None = None) -> Path:
     """Refuse an output path that cannot be written, before any work: its folder must exist and
     be writable, and it must not be a directory, a special file or one of `others` ({label: path})."""

@@ -311,3 +311,24 @@ def test_graphml_of_the_expected_f1_graph(smoke_registry, files):
         assert res.exit_code == 2 and message in res.output, res.output
     with pytest.raises(engine.infer.InferError, match="expected_f1"):
         graph.to_networkx(threshold="f1")
+
+
+def test_data_that_look_like_counts_get_a_hint_unless_counts_is_said(smoke_registry, files, tmp_path):
+    """Non-negative integers with many zeros (single-cell UMIs) read as continuous values rank
+    edges near or below chance: infer says to give --counts; --no-counts, --counts or
+    continuous data say nothing."""
+    from engine.userfiles import count_zero_fraction
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(0.8, size=(60, 4))
+    path = _write(tmp_path / "counts.csv", NAMES, counts)
+    hint = "looks like counts"
+    said = _run("smoke", path, "--registry", smoke_registry)
+    assert said.exit_code == 0 and hint in said.output and "--counts" in said.output
+    for flag in ("--no-counts", "--counts"):
+        quiet = _run("smoke", path, "--registry", smoke_registry, flag)
+        assert quiet.exit_code == 0 and hint not in quiet.output, quiet.output
+    assert hint not in _run("smoke", files["data"], "--registry", smoke_registry).output
+    assert count_zero_fraction(counts) == pytest.approx((counts == 0).mean())
+    assert count_zero_fraction(counts + 1) is None  # no zeros
+    assert count_zero_fraction(counts - 0.5) is None  # not integers
