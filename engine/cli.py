@@ -546,13 +546,6 @@ def infer(
             _, intervened = inputs(table, mask)
             if target is not None:
                 target_index(table, target)
-            zeros = count_zero_fraction(table.values) if counts is None else None
-            if zeros is not None:
-                # the continuous models read log-CPM counts poorly: general ranks grn-10's edges
-                # below chance (AUROC 0.43), general_grn at 0.72 (benchmarks/results/general_eval.md)
-                note(f"{data} looks like counts (non-negative integers, {zeros:.0%} zeros): give --counts "
-                     "to read them as counts (the general_grn model), where the continuous models rank "
-                     "edges near or below chance; --no-counts if they are not counts")
             if exact:
                 from engine.posterior import ExactPosterior
 
@@ -567,6 +560,13 @@ def infer(
             predictor.max_memory_gb = max_memory_gb
             if counts is not None:
                 predictor.counts = counts
+            zeros = count_zero_fraction(table.values) if counts is None and not predictor.counts else None
+            if zeros is not None:
+                # read as plain values, counts mislead the continuous models: general ranks grn-10's
+                # edges below chance (AUROC 0.43), general_grn at 0.72 (benchmarks/results/general_eval.md)
+                note(f"{data} looks like counts (non-negative integers, {zeros:.0%} zeros): give --counts "
+                     "to read them as counts (the general_grn model), where the continuous models rank "
+                     "edges near or below chance; --no-counts if they are not counts")
             if target is not None:
                 probs = predictor.parents(table, mask, target=target)
                 buf = io.StringIO()

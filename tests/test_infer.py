@@ -329,6 +329,10 @@ def test_data_that_look_like_counts_get_a_hint_unless_counts_is_said(smoke_regis
         quiet = _run("smoke", path, "--registry", smoke_registry, flag)
         assert quiet.exit_code == 0 and hint not in quiet.output, quiet.output
     assert hint not in _run("smoke", files["data"], "--registry", smoke_registry).output
+    from engine.pretrained import path as shipped
+    if shipped("general_grn") is not None:  # trained on counts: reads them as counts unasked
+        grn = _run("--model", "general_grn", path)
+        assert grn.exit_code == 0 and hint not in grn.output, grn.output
     assert count_zero_fraction(counts) == pytest.approx((counts == 0).mean())
     assert count_zero_fraction(counts + 1) is None  # no zeros
     assert count_zero_fraction(counts - 0.5) is None  # not integers
