@@ -17,7 +17,7 @@ Metrics come from the engine's one registry (engine/evaluate/catalog.py) with bo
 intervals over datasets, and the paired differences model - GES and model - PC. A baseline run
 over --limit seconds is stopped and counts as not run (said in the table). Baseline answers are
 cached per dataset under --cache, so a rerun with another model costs only the model; a rerun
-with --models keeps the results of the models it did not name.
+keeps the results of the models (--models) and baselines (--baselines) it did not name.
 """
 
 from __future__ import annotations
@@ -210,9 +210,9 @@ def main() -> None:
                     e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
                     side_row[f"{k}_minus_{b}"] = e.to_json()
             row[side] = side_row
-        # a rerun with some models keeps the rows of the others (same datasets, same baselines)
+        # a rerun with some models and baselines keeps the rows of the others (same datasets)
         kept = {m: r for m, r in results.get(suite, {}).get("methods", {}).items()
-                if m.split(" p>")[0] not in predictors and m not in BASELINES}
+                if m.split(" p>")[0] not in predictors and m not in args.baselines}
         results[suite] = {"graphs": len(sets), "d": int(sets[0].adjacency.shape[0]),
                           "edges": float(st.adjacency.sum((1, 2)).mean()),
                           "dropped": int((~st.var_mask).sum()), "methods": {**kept, **row}}

@@ -580,9 +580,11 @@ def infer(
                 graph.to_csv(buf)
             # Which model answered (a spec name resolves to its newest run with a model).
             note(predictor.describe())
-            if exact and intervened.any():
-                note(f"{int(intervened.any(1).sum())} interventional rows left out (the exact posterior "
-                     "reads observational rows only)")
+            if predictor.observational_only and intervened.any():
+                note(f"{int(intervened.any(1).sum())} interventional rows left out: " + (
+                    "the exact posterior reads observational rows only" if exact else
+                    "this model was trained on observational rows only (given them, general ranked "
+                    "linear data's edges below chance); --model general_int reads them"))
             if predictor.row_chunk:
                 note(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
                      "to fit the memory budget")

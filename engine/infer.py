@@ -11,13 +11,19 @@ Data are standardised per variable by their observational rows (rows with no int
 the simulator standardises training data, so predictions do not depend on units. Count data
 (`predictor.counts`, by default whether the model was trained on `standardize = "log_cpm"`)
 first become log2 counts per million, as AVICI standardises single-cell counts.
+
+A model trained on observational rows only (`predictor.observational_only`) reads only the rows
+with no intervention: it never saw the mask channel set, and given interventional rows the
+shipped `general` ranked linear-10's edges below chance (AUROC 0.41, against 0.87 on the same
+data without them; benchmarks/results/general_eval.md). The rows left out are counted in the
+answer's metadata, as the exact posterior counts them.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +139,7 @@ class Predictor:
         self.max_memory_gb = max_memory_gb
         self.row_chunk: int | None = None  # the row chunk of the last call, where one was needed
         self.counts = False  # the data are counts: standardised as log2 counts per million
+        self.observational_only = False  # trained without interventional rows: reads none (load sets it)
         self.metadata: dict = {"run": str(self.run_dir), "model": model_spec.kind}  # load() adds more
         import equinox as eqx
         import jax
@@ -141,11 +148,18 @@ class Predictor:
         self._graph = eqx.filter_jit(lambda m, x, r, v: jax.nn.sigmoid(m.graph(x, r, v)))
 
     def _inputs(self, data, interventions):
+        """(table, model inputs, number of interventional rows left out)."""
         table, mask = inputs(data, interventions)
+        left_out = 0
+        if self.observational_only and mask.any():
+            obs = np.flatnonzero(~mask.any(1))  # inputs() checked there are at least 2
+            lines = tuple(table.line(int(i)) for i in obs)
+            left_out = len(mask) - len(obs)
+            table, mask = replace(table, values=np.asarray(table.values)[obs], lines=lines), mask[obs]
         z = standardise(table.values, mask, counts=self.counts)
         x = np.stack([z, mask.astype(np.float32)], -1)  # interventional values in the same units
         n, d = z.shape
-        return table, (x, np.ones(n, bool), np.ones(d, bool))
+        return table, (x, np.ones(n, bool), np.ones(d, bool)), left_out
 
     def _fitted(self, n: int, d: int):
         """The model, attending over rows in chunks small enough for the memory budget (the
@@ -186,7 +200,7 @@ class Predictor:
 
     def parents(self, data, interventions=None, target: str | int = 0) -> dict[str, float]:
         """P(v is a parent of `target`) for every other variable v, in column order."""
-        table, (x, r, v) = self._inputs(data, interventions)
+        table, (x, r, v), _ = self._inputs(data, interventions)
         t = target_index(table, target)
         model = self._fitted(*x.shape[:2])
         probs = _finite(np.asarray(self._parents(model, x, r, v, np.int32(t))), table)
@@ -195,7 +209,7 @@ class Predictor:
     def graph(self, data, interventions=None) -> Graph:
         """All edge probabilities: the model's graph head if it has one, else each variable as
         the target in turn."""
-        table, (x, r, v) = self._inputs(data, interventions)
+        table, (x, r, v), left_out = self._inputs(data, interventions)
         model = self._fitted(*x.shape[:2])
         if hasattr(model, "graph"):
             probs = np.array(self._graph(model, x, r, v))
@@ -206,9 +220,18 @@ class Predictor:
         probs = _finite(probs, table)
         np.fill_diagonal(probs, 0.0)
         meta = dict(self.metadata)
+        if self.observational_only:
+            meta["interventional_rows_left_out"] = left_out
         if table.source:
             meta["data"] = table.source
         return Graph(table.names, probs, meta)
+
+
+def _saw_interventions(spec) -> bool:
+    """Whether a spec's model trained on interventional rows: simulated ones (scm.n_int), or
+    offline the expert's trials, which its demonstrations hold."""
+    trials = getattr(spec.expert, "n_trials", 0) if spec.data.mode != "online" else 0
+    return spec.scm.n_int > 0 or trials > 0
 
 
 def _finite(probs: np.ndarray, data: Table) -> np.ndarray:
@@ -248,6 +271,7 @@ def load(run: str | Path, registry: Path | None = None) -> Predictor:
     model = _load_model(folder.read_bytes("model.eqx"), model_spec, folder.path / "model.eqx")
     predictor = Predictor(folder.path, model, model_spec)
     predictor.counts = train_spec.scm.standardize == "log_cpm"
+    predictor.observational_only = not _saw_interventions(train_spec)
     predictor.metadata = _metadata(run_dir, spec, lock, model_spec, trained_by)
     return predictor
 

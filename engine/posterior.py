@@ -28,6 +28,7 @@ class ExactPosterior:
 
     max_variables = bayes_dp.MAX_VARIABLES
     row_chunk = None  # the Predictor interface: no rows are chunked here
+    observational_only = True  # the Predictor interface: interventional rows are left out
 
     def __init__(self):
         self.counts = False  # the Predictor interface; counts are refused (module docstring)

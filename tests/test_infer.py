@@ -336,3 +336,30 @@ def test_data_that_look_like_counts_get_a_hint_unless_counts_is_said(smoke_regis
     assert count_zero_fraction(counts) == pytest.approx((counts == 0).mean())
     assert count_zero_fraction(counts + 1) is None  # no zeros
     assert count_zero_fraction(counts - 0.5) is None  # not integers
+
+
+def test_a_model_trained_on_observational_rows_reads_only_those(files):
+    """`general` never saw the mask channel set (given interventional rows it ranked linear-10's
+    edges below chance): it answers from the observational rows, says how many it left out, and
+    the answer is the one on those rows alone; `general_int` reads them all."""
+    from engine.pretrained import path as shipped
+
+    if shipped("general") is None or shipped("general_int") is None:
+        pytest.skip("the shipped general models are not in this checkout")
+    obs_rows = files["dir"] / "observational.csv"
+    with open(files["data"]) as f:
+        _write(obs_rows, NAMES, list(csv.reader(f))[1:41])  # rows 0-39 have no intervention
+    general, general_int = engine.load("general"), engine.load("general_int")
+    assert general.observational_only and not general_int.observational_only
+    g = general.graph(files["data"], files["mask"])
+    assert g.metadata["interventional_rows_left_out"] == 16
+    assert np.array_equal(g.probs, general.graph(obs_rows).probs)
+    assert general.parents(files["data"], files["mask"], target="C") == general.parents(obs_rows, target="C")
+    gi = general_int.graph(files["data"], files["mask"])
+    assert "interventional_rows_left_out" not in gi.metadata
+    assert not np.allclose(gi.probs, general_int.graph(obs_rows).probs)
+    said = _run("--model", "general", files["data"], "--interventions", files["mask"])
+    assert said.exit_code == 0 and "16 interventional rows left out" in said.output, said.output
+    assert "general_int" in said.output  # where to go instead
+    quiet = _run("--model", "general_int", files["data"], "--interventions", files["mask"])
+    assert quiet.exit_code == 0 and "left out" not in quiet.output, quiet.output
