@@ -363,3 +363,23 @@ def test_a_model_trained_on_observational_rows_reads_only_those(files):
     assert "general_int" in said.output  # where to go instead
     quiet = _run("--model", "general_int", files["data"], "--interventions", files["mask"])
     assert quiet.exit_code == 0 and "left out" not in quiet.output, quiet.output
+
+
+def test_the_default_model_on_few_continuous_variables_points_to_exact(files, tmp_path):
+    """Where the exact posterior is affordable (continuous, observational, <= 20 variables) and
+    no model was named, infer says --exact ranks edges better; not with interventions, a named
+    model or --exact itself."""
+    from engine.pretrained import path as shipped
+
+    if shipped("general") is None:
+        pytest.skip("the shipped general model is not in this checkout")
+    rows = _write(tmp_path / "obs.csv", NAMES, np.random.default_rng(1).normal(size=(50, 4)).round(4))
+    hint = "--exact (the posterior"
+    said = _run(rows)
+    assert said.exit_code == 0 and hint in said.output, said.output
+    for args in ((rows, "--exact"), ("--model", "general", rows), (files["data"], "--interventions", files["mask"])):
+        quiet = _run(*args)
+        assert quiet.exit_code == 0 and hint not in quiet.output, (args, quiet.output)
+    wide = _write(tmp_path / "wide.csv", [f"v{i}" for i in range(21)],
+                  np.random.default_rng(2).normal(size=(50, 21)).round(4))
+    assert hint not in _run(wide).output
