@@ -97,11 +97,12 @@ def _scm(kind: str, adj: np.ndarray, rng):
     return mechanisms, noise
 
 
-def continuous(kind: str, d: int, n: int, seed: int, rows_per_node: int = 0) -> Dataset:
-    """`kind` "linear" or "rff" on an ER-2 graph of d variables: n observational rows and
-    d * rows_per_node interventional ones."""
+def continuous(kind: str, d: int, n: int, seed: int, rows_per_node: int = 0,
+               edges_per_node: float = 2.0) -> Dataset:
+    """`kind` "linear" or "rff" on an ER graph of d variables (2 edges per node unless said): n
+    observational rows and d * rows_per_node interventional ones."""
     rng = np.random.default_rng(seed)
-    adj = er_dag(d, rng)
+    adj = er_dag(d, rng, edges_per_node)
     perm = rng.permutation(d)  # drawn first: the observational rows do not depend on rows_per_node
     mechanisms, noise = _scm(kind, adj, rng)
     obs = _sample_sem(adj, mechanisms, noise, n, rng)
