@@ -471,7 +471,7 @@ def infer(
                                           "(registry/<spec>/<run id>), its model.eqx, a spec name (its latest run with "
                                           "a model) or a shipped model; default: --model."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="The model to use, as RUN (default: the shipped 'general' model; 'general_int' with --interventions; 'general_grn' with --counts and no interventions)."),
+                                        help="The model to use, as RUN (default: the shipped 'general' model; 'general_grn' with --counts; 'general_int' with --interventions otherwise)."),
     interventions: Optional[Path] = typer.Option(None, "--interventions", help="0/1 CSV of the same shape: which cells were intervened on."),
     target: Optional[str] = typer.Option(None, "--target", help="Predict this variable's parents (default: the whole graph)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the probabilities as CSV (default: print them)."),
@@ -593,7 +593,8 @@ def infer(
                 note(f"{int(intervened.any(1).sum())} interventional rows left out: " + (
                     "the exact posterior reads observational rows only" if exact else
                     "this model was trained on observational rows only (given them, general ranked "
-                    "linear data's edges below chance); --model general_int reads them"))
+                    "linear data's edges below chance)" + ("" if predictor.counts else
+                                                           "; --model general_int reads them")))
             if predictor.row_chunk:
                 note(f"rows attended in chunks of {predictor.row_chunk} (of {len(table.values)}) "
                      "to fit the memory budget")
