@@ -590,7 +590,8 @@ def infer(
             # Which model answered (a spec name resolves to its newest run with a model).
             note(predictor.describe())
             if predictor.observational_only and intervened.any():
-                note(f"{int(intervened.any(1).sum())} interventional rows left out: " + (
+                k = int(intervened.any(1).sum())
+                note(f"{k} interventional row{'' if k == 1 else 's'} left out: " + (
                     "the exact posterior reads observational rows only" if exact else
                     "this model was trained on observational rows only (given them, general ranked "
                     "linear data's edges below chance)" + ("" if predictor.counts else
