@@ -51,7 +51,8 @@ PC, GES and the exact posteriors read the observational rows only (exact_dp: exa
 marginals over all DAGs with GES's BIC score, up to 20 variables and 5 parents, its graph the
 expected-F1 decision; exact_additive: the same under scores averaging the linear and an additive
 nonlinear model's BIC evidence, up to 8 parents); "+int" suites add 20 interventional rows per
-variable for the models. A baseline run past the time limit counts as not run (after one, a suite's later
+variable for the models (a model trained on observational rows only, general and general_grn,
+leaves them out as `acbo infer` does, so its +int rows equal its observational ones). A baseline run past the time limit counts as not run (after one, a suite's later
 datasets are not tried for that baseline). "s / dataset" is the median time of one answer as
 measured here, not a speed comparison: the methods ran beside other jobs (training, tests) on 2
 cores (benchmarks/inference_cost.py compares speed on an unloaded process).
