@@ -26,6 +26,7 @@ import external  # noqa: E402
 from general import _fmt, model_answer, stage  # noqa: E402
 
 from engine.evaluate.baselines import predict_graph  # noqa: E402
+from engine.userfiles import InferError  # noqa: E402
 from engine.evaluate.estimate import estimate  # noqa: E402
 
 DENSE = 0.44  # linear-10's pair density
@@ -39,7 +40,10 @@ def main() -> None:
     args = ap.parse_args()
     import engine
 
-    predictor = engine.load(args.model)
+    try:
+        predictor = engine.load(args.model)
+    except InferError as exc:
+        sys.exit(f"density.py: {exc}")
     lines = [f"# `{args.model}` against graph density: linear ER, 1000 observational rows", "",
              "Written by `benchmarks/density.py`; 95% bootstrap intervals over datasets.", "",
              "| d | edges per node | pair density | max in-degree (mean) | method | AUROC | F1 |", "|---|---|---|---|---|---|---|"]

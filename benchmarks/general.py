@@ -160,7 +160,8 @@ def main() -> None:
     ap.add_argument("--suites", nargs="+", default=SUITES, help=f"any of {SUITES}, or 'bnlearn'")
     ap.add_argument("--graphs", type=int, default=20)
     ap.add_argument("--network-datasets", type=int, default=3, help="datasets per bnlearn network")
-    ap.add_argument("--baselines", nargs="*", default=["pc", "ges", "exact_dp", "exact_additive"])
+    ap.add_argument("--baselines", nargs="*", default=["pc", "ges", "exact_dp", "exact_additive"],
+                    choices=[b for b in BASELINES if b != "random"])
     ap.add_argument("--limit", type=int, default=600, help="seconds before one baseline run is stopped")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--boot", type=int, default=1000)

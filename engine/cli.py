@@ -567,9 +567,9 @@ def infer(
                 note(f"{data} looks like counts (non-negative integers, {zeros:.0%} zeros): give --counts "
                      "to read them as counts (the general_grn model), where the continuous models rank "
                      "edges near or below chance; --no-counts if they are not counts")
-            from engine.evaluate.bayes_dp import MAX_VARIABLES
+            from engine.posterior import ExactPosterior
 
-            small = len(table.names) <= MAX_VARIABLES
+            small = len(table.names) <= ExactPosterior.max_variables
             if len(args) == 1 and model is None and not exact and not predictor.counts and zeros is None \
                     and not intervened.any() and small:
                 # the amortized models trail it most on small dense linear graphs (general_eval.md)
