@@ -330,3 +330,35 @@ def test_a_checkpoint_of_another_model_layout_is_set_aside_not_a_crash(tmp_path)
     checkpoint.save(tmp_path, 1000, like)
     header, tree = checkpoint.latest(tmp_path, like)
     assert header["step"] == 1000 and tree["w"].shape == (64, 90)
+
+
+def test_a_checkpoint_written_by_other_code_is_not_resumed(tmp_path):
+    """A stage hash names the spec, not the code: a checkpoint from other code (same layout) must
+    not be resumed, or the run mixes two programs' steps and matches neither (a shipped model's
+    first steps came from an earlier version of a feature that way)."""
+    import jax.numpy as jnp
+
+    from engine.train import checkpoint
+
+    like = {"w": jnp.zeros((3,))}
+    ckpts = tmp_path / "ckpts"
+    checkpoint.save(ckpts, 100, like, {"code": "other"})
+    checkpoint.save(ckpts, 200, like)  # before fingerprints: unknown code
+    warnings = []
+    assert checkpoint.latest(ckpts, like, warn=warnings.append, code="mine") is None
+    assert len(warnings) == 2 and all("written by other code" in w for w in warnings)
+    assert checkpoint.list_checkpoints(ckpts) == []
+    checkpoint.save(ckpts, 300, like, {"code": "mine"})
+    assert checkpoint.latest(ckpts, like, code="mine")[0]["step"] == 300
+
+    # the fingerprint follows the step's sources, not the rest of the engine
+    src = tmp_path / "engine"
+    for rel in ("models/m.py", "train/t.py", "report/r.py"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x = 1\n")
+    base = checkpoint.fingerprint_of(src)
+    (src / "report/r.py").write_text("x = 2\n")
+    assert checkpoint.fingerprint_of(src) == base
+    (src / "models/m.py").write_text("x = 2\n")
+    assert checkpoint.fingerprint_of(src) != base
+    assert checkpoint.code_fingerprint() == checkpoint.fingerprint_of(Path(checkpoint.__file__).parents[1])

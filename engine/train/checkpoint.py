@@ -4,10 +4,18 @@
 
 `ckpt-<step>.eqx` hold the whole train state (the newest `keep` are kept); `best.eqx` holds the
 model with the best validation loss so far (early stopping), never pruned.
+
+A checkpoint records the code that wrote it (`code_fingerprint`): a stage hash names a spec, not
+the code, so a run resumed from a checkpoint of other code would mix two programs' steps, and
+the result would match neither (it happened: a shipped model's first 100 steps came from an
+earlier version of a feature). Such checkpoints are set aside and training starts over.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
 import io
 import json
 import re
@@ -22,6 +30,26 @@ _NAME = re.compile(r"^ckpt-(\d{9})\.eqx$")
 
 
 BEST = "best.eqx"
+# what a training step runs: its sources and the libraries whose numerics it depends on
+_STEP_PACKAGES = ("models", "train", "scm", "data", "spec", "cbo")
+_STEP_LIBRARIES = ("jax", "jaxlib", "numpy", "equinox", "optax")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the engine sources a training step runs and of its numeric libraries' versions."""
+    return fingerprint_of(Path(__file__).resolve().parents[1])
+
+
+def fingerprint_of(root: Path) -> str:
+    """`code_fingerprint` of the engine package at `root`."""
+    digest = hashlib.sha256()
+    for package in _STEP_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for lib in _STEP_LIBRARIES:
+        digest.update(f"{lib}=={importlib.metadata.version(lib)}\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def _write(path: Path, step: int, tree, meta: dict | None) -> Path:
@@ -69,15 +97,21 @@ def read(path: Path, like):
         raise ValueError(f"{path}: written for another model layout ({exc})") from None
 
 
-def latest(directory: Path, like, warn=print):
-    """The newest checkpoint that reads back intact, as (header, tree), or None. Where none does
-    (torn, or written by code whose model had another layout under the same stage hash), they
+def latest(directory: Path, like, warn=print, code: str | None = None):
+    """The newest checkpoint that reads back intact, as (header, tree), or None. With `code`
+    (a `code_fingerprint`), only one written by that code counts. Where none does (torn, written
+    by other code, or by code whose model had another layout under the same stage hash), they
     are set aside as `*.unusable`: left in place, they would crash a resume and be pruned in
     place of the fresh run's own checkpoints."""
     unusable = []
     for path in reversed(list_checkpoints(directory)):
         try:
-            return read(path, like)
+            header, tree = read(path, like)
+            if code is not None and header.get("code") != code:
+                raise ValueError(
+                    f"{path}: written by other code (engine sources or library versions changed "
+                    "since); training starts over rather than mix two programs' steps")
+            return header, tree
         except ValueError as exc:
             warn(f"skipping {exc}")
             unusable.append(path)

@@ -315,7 +315,7 @@ class Trainer:
         state = self.init(model_key, phases[0].source)
         ckpt_dir = Path(workdir) / "checkpoints"
         early = EarlyStop()
-        found = checkpoint.latest(ckpt_dir, local_tree(state), warn=warn)
+        found = checkpoint.latest(ckpt_dir, local_tree(state), warn=warn, code=checkpoint.code_fingerprint())
         if found is not None:
             state = _put(found[1], replicated(self.mesh))
             early = EarlyStop(**found[0].get("early", {}))
@@ -383,7 +383,7 @@ class Trainer:
                 out_of_time = deadline is not None and time.time() > deadline
                 if step % tspec.checkpoint_every == 0 or step == tspec.steps or out_of_time or early.stopped:
                     if log is not None:
-                        meta = {"early": vars(early), "metrics_sha256": log.digest()}
+                        meta = {"early": vars(early), "metrics_sha256": log.digest(), "code": checkpoint.code_fingerprint()}
                         checkpoint.save(ckpt_dir, step, local_tree(state), meta, keep=tspec.keep)
                     sync(f"checkpoint {step}")  # none resumes from a checkpoint not yet written
                     _fault_injection(step)
