@@ -38,7 +38,7 @@ class PlanError(Exception):
 
 # Keys added to a section after caches existed: at these defaults they hash as if absent, so
 # adding them did not invalidate every cached stage.
-_LATER_DEFAULTS = {"data": {"mode": "fixed"}, "train": {"curriculum": []}, "model": {"quadratic": False, "triplets": False, "additive": False}}
+_LATER_DEFAULTS = {"data": {"mode": "fixed"}, "train": {"curriculum": []}, "model": {"quadratic": False, "triplets": False, "additive": False, "edge_layers": 0}}
 
 
 def _dump(section, name: str | None = None) -> object:

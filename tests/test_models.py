@@ -14,6 +14,7 @@ from engine.spec.model import AviciModel, StatsModel
 SPECS = {
     "avici": AviciModel(kind="avici", dim=16, layers=4, heads=2, key_size=8),
     "stats": StatsModel(kind="stats", dim=16, layers=1, heads=2),
+    "stats_edges": StatsModel(kind="stats", dim=16, layers=1, heads=2, edge_layers=2),
 }
 
 
@@ -34,7 +35,14 @@ _intervened = eqx.filter_jit(lambda m, x, r, v: m.intervened(x, r, v))
 
 def _model(kind, **change):
     spec = SPECS[kind].model_copy(update=change)
-    return spec.build(jax.random.PRNGKey(0))
+    model = spec.build(jax.random.PRNGKey(0))
+    if getattr(model, "edges", ()):  # edge blocks start as the identity: give them weights to test
+        params, static = eqx.partition(model.edges, eqx.is_array)
+        leaves, tree = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.PRNGKey(9), len(leaves))
+        noisy = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+        model = eqx.tree_at(lambda m: m.edges, model, eqx.combine(jax.tree.unflatten(tree, noisy), static))
+    return model
 
 
 def test_avici_shapes_and_initial_edge_logits():
@@ -62,7 +70,7 @@ def test_avici_moment_head_sums_rows_across_chunks():
         np.testing.assert_allclose(chunked, g, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["avici", "stats"])
+@pytest.mark.parametrize("kind", ["avici", "stats", "stats_edges"])
 def test_graph_head_masks_diagonal_and_parent_head_is_its_column(kind):
     model = _model(kind)
     x, rows, vars_ = _data()
@@ -72,7 +80,7 @@ def test_graph_head_masks_diagonal_and_parent_head_is_its_column(kind):
         np.testing.assert_allclose(np.asarray(_parents(model, x, rows, vars_, jnp.int32(t))), g[:, t], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["avici", "stats"])
+@pytest.mark.parametrize("kind", ["avici", "stats", "stats_edges"])
 def test_equivariant_over_variables_invariant_over_rows(kind):
     model = _model(kind)
     x, rows, vars_ = _data(n=24, d=6, seed=1)
@@ -87,7 +95,7 @@ def test_equivariant_over_variables_invariant_over_rows(kind):
     np.testing.assert_allclose(np.asarray(_intervened(model, x[row_perm], rows, vars_)), iv[row_perm], atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["avici", "stats"])
+@pytest.mark.parametrize("kind", ["avici", "stats", "stats_edges"])
 def test_padded_rows_and_variables_do_not_change_outputs(kind):
     model = _model(kind)
     x, rows, vars_ = _data(n=20, d=4, seed=2)
@@ -117,7 +125,7 @@ def test_row_chunking_equals_full_attention_when_the_chunk_holds_every_row():
     assert _intervened(small, x, rows, vars_).shape == (30, 5)
 
 
-@pytest.mark.parametrize("kind", ["avici", "stats"])
+@pytest.mark.parametrize("kind", ["avici", "stats", "stats_edges"])
 def test_model_runs_unchanged_at_other_sizes(kind):
     model = _model(kind)
     for d in (3, 20):
@@ -397,3 +405,35 @@ def test_triplet_summaries_are_min_mean_and_max_over_the_third_variables():
     assert at_1[0, 0] < 0.05  # spouse 0 of 1: leaving 2 out separates them
     assert at_2[0, 0] > 0.3 and at_2[0, 2] > 0.3  # parent 0 of 2: nothing separates it
     assert at_2[0, 4] > 0.3 and at_2[0, 5] > 0.3  # and 1 says 2 is a collider: 0 -> 2
+
+
+def test_edge_blocks_start_as_the_identity_and_old_specs_keep_their_hash_and_init():
+    """`edge_layers` adds blocks over the grid of edge states (engine/models/edges.py): absent
+    from a plain spec's hash, priced in its flops, own keys (a plain model initialises as before),
+    zero-initialised outputs (the graph starts as the plain model's), and a loss with a graph
+    term reads the parent head off the same graph pass."""
+    from engine.plan import _dump
+    from engine.spec.model import BceLoss
+    from engine.train.losses import Loss, base_term
+
+    plain, edged = StatsModel(kind="stats", dim=16, heads=2), StatsModel(kind="stats", dim=16, heads=2, edge_layers=2)
+    assert "edge_layers" not in _dump(plain, "model") and _dump(edged, "model")["edge_layers"] == 2
+    assert edged.forward_flops(500, 20, graph=True) > plain.forward_flops(500, 20, graph=True)
+    # the parent head of an edged model is the whole graph's column: priced as such
+    assert edged.forward_flops(500, 20) > plain.forward_flops(500, 20, graph=True)
+    a, b = plain.build(jax.random.PRNGKey(0)), edged.build(jax.random.PRNGKey(0))
+    same = lambda m: eqx.filter(eqx.tree_at(lambda m: m.edges, m, ()), eqx.is_array)  # noqa: E731
+    assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), same(a), same(b)))
+    assert not a.parents_from_graph and b.parents_from_graph and len(b.edges) == 2
+    x, rows, vars_ = _data(n=40, d=6, seed=7)
+    np.testing.assert_allclose(np.asarray(_graph(b, x, rows, vars_)), np.asarray(_graph(a, x, rows, vars_)), atol=1e-4)
+
+    model = _model("stats_edges")
+    spec = BceLoss(kind="bce", graph_weight=1.0)
+    batch_x = jnp.stack([x, x[::-1]])
+    batch = type("B", (), dict(x=batch_x, row_mask=jnp.stack([rows, rows]), var_mask=jnp.stack([vars_, vars_]),
+                               target=jnp.array([1, 4]), parents=jnp.zeros((2, 6), bool).at[0, 3].set(True),
+                               adjacency=jnp.zeros((2, 6, 6), bool).at[0, 3, 1].set(True)))()
+    total, aux = Loss(spec)(model, batch)
+    logits = jax.vmap(model)(batch.x, batch.row_mask, batch.var_mask, batch.target)  # per target
+    np.testing.assert_allclose(float(aux["base"]), float(base_term(spec, logits, batch)), rtol=1e-5)

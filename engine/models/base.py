@@ -15,6 +15,12 @@ class AmortizedPredictor(eqx.Module):
     Every head is independent of d, so a model trained at d <= 8 runs at d = 20.
     """
 
+    @property
+    def parents_from_graph(self) -> bool:
+        """Whether the parent head is a column of the graph head (then a loss with a graph term
+        reads both from one graph pass)."""
+        return False
+
     @abc.abstractmethod
     def __call__(
         self,

@@ -22,9 +22,11 @@ from engine.models.features import (
 )
 from engine.models.additive import N_ADDITIVE_FEATURES, additive_features
 from engine.models.base import AmortizedPredictor
+from engine.models.edges import EdgeBlock
 
 _NEG = -1e9
 TRIPLET_WIDTH = 16  # channels per pooled triple statistic (mean and max of each)
+EDGE_WIDTH = 32  # channels per triangle contraction of an edge block
 
 
 class RelationalAttention(eqx.Module):
@@ -115,7 +117,9 @@ class StatsPredictor(AmortizedPredictor):
     `quadratic`, the pair features also hold second-order dependence (features.quadratic_features).
     With `triplets`, each token also holds what every third variable says about the pair
     (colliders, separating variables: TripletPool). With `additive`, the pair features also hold
-    additive nonlinear dependence (engine.models.additive).
+    additive nonlinear dependence (engine.models.additive). With `edge_layers`, every target's
+    final states become the [d, d] grid of edge representations, refined by edge blocks that let
+    an edge read the others (engine.models.edges); the parent head is then a column of the graph.
     """
 
     embed: eqx.nn.MLP
@@ -124,6 +128,7 @@ class StatsPredictor(AmortizedPredictor):
     head: eqx.nn.Linear
     cell_head: eqx.nn.MLP
     triplets: TripletPool | None
+    edges: tuple[EdgeBlock, ...]
     quadratic: bool = eqx.field(static=True)
     additive: bool = eqx.field(static=True)
 
@@ -142,6 +147,13 @@ class StatsPredictor(AmortizedPredictor):
         head = eqx.nn.Linear(spec.dim, 1, key=keys[-2])
         self.head = eqx.tree_at(lambda l: l.bias, head, jnp.full((1,), -2.0))
         self.cell_head = eqx.nn.MLP(N_CELL_FEATURES, 1, 32, 1, activation=jax.nn.gelu, key=keys[-1])
+        n_edge = int(getattr(spec, "edge_layers", 0))
+        self.edges = tuple(EdgeBlock(spec.dim, EDGE_WIDTH, k)  # own keys, as the triplets'
+                           for k in jax.random.split(jax.random.fold_in(key, 11), n_edge)) if n_edge else ()
+
+    @property
+    def parents_from_graph(self) -> bool:
+        return bool(self.edges)
 
     def _pairs(self, x, row_mask, var_mask):
         """What every target's head reads: pair features [d, d, f], and the observational
@@ -154,7 +166,8 @@ class StatsPredictor(AmortizedPredictor):
         moments = observational_correlation(x, row_mask, var_mask) if self.triplets is not None else None
         return pairs, moments
 
-    def _parents(self, shared, var_mask, target):
+    def _states(self, shared, var_mask, target) -> Float[Array, "d dim"]:
+        """Every candidate's final state for `target`: the representation of edge (j, target)."""
         pairs, moments = shared
         d = pairs.shape[0]
         is_target = (jnp.arange(d) == target).astype(pairs.dtype)
@@ -166,7 +179,15 @@ class StatsPredictor(AmortizedPredictor):
         h = jax.vmap(self.embed)(tokens)
         for block in self.blocks:
             h = block(h, pairs, var_mask)
-        logits = jax.vmap(self.head)(jax.vmap(self.norm)(h))[:, 0]
+        return h
+
+    def _logits(self, h: Float[Array, "... dim"]) -> Float[Array, "..."]:
+        flat = h.reshape(-1, h.shape[-1])
+        return jax.vmap(self.head)(jax.vmap(self.norm)(flat))[:, 0].reshape(h.shape[:-1])
+
+    def _parents(self, shared, var_mask, target):
+        d = var_mask.shape[0]
+        logits = self._logits(self._states(shared, var_mask, target))
         candidate = var_mask & (jnp.arange(d) != target)
         return jnp.where(candidate, logits, _NEG)
 
@@ -180,6 +201,8 @@ class StatsPredictor(AmortizedPredictor):
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, " d"]:
         """Parent logits [d]; the target and padded variables get a large negative logit."""
+        if self.edges:  # a target's parents depend on the whole graph
+            return self.graph(x, row_mask, var_mask)[:, target]
         return self._parents(self._pairs(x, row_mask, var_mask), var_mask, target)
 
     def graph(
@@ -193,6 +216,12 @@ class StatsPredictor(AmortizedPredictor):
         """Edge logits [i, j] of i -> j: column j is the parent head with target j."""
         shared = self._pairs(x, row_mask, var_mask)
         d = var_mask.shape[0]
+        if self.edges:
+            e = jax.vmap(lambda t: self._states(shared, var_mask, t))(jnp.arange(d)).transpose(1, 0, 2)
+            pair = var_mask[:, None] & var_mask[None, :] & ~jnp.eye(d, dtype=bool)  # [i, j]
+            for block in self.edges:
+                e = block(e, pair)
+            return jnp.where(pair, self._logits(e), _NEG)
         cols = jax.vmap(lambda t: self._parents(shared, var_mask, t))(jnp.arange(d))  # [t, i]
         return jnp.where(var_mask[None, :], cols.T, _NEG)  # padded targets: no parents
 

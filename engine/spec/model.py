@@ -28,6 +28,10 @@ class StatsModel(Section):
     others' smooth functions (sin and cos of each) is lost without one of them, and what that
     one alone explains; they see RFF and MLP mechanisms that (partial) correlations miss;
     O((7 d)^3) per graph.
+    `edge_layers` adds blocks over the [d, d] grid of edge representations (the per-target
+    states), in which each edge reads every third variable's edges with its two ends (common
+    child, common parent, path): the reasoning across edges that explains a spouse away in a
+    dense graph; the parent head is then a column of the graph head. O(d^3 * 96) per block.
     """
 
     kind: Literal["stats"]
@@ -37,6 +41,7 @@ class StatsModel(Section):
     quadratic: bool = False
     triplets: bool = False
     additive: bool = False
+    edge_layers: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "StatsModel":
@@ -69,7 +74,16 @@ class StatsModel(Section):
             tokens += 2 * d * d * (30 + 12 * 32 + 32 * width)
         block = 2 * d * 12 * self.dim**2 + 4 * d * d * self.dim
         bias = self.layers * 2 * d * d * (f * 32 + 32 * self.heads)
-        return pairs + bias + (d if graph else 1) * (tokens + self.layers * block)
+        if not self.edge_layers:
+            return pairs + bias + (d if graph else 1) * (tokens + self.layers * block)
+        # edge blocks: per edge 2 x 192-wide gated projections, an output gate, the 96 -> dim
+        # projection and the MLP; the three d^3 contractions of 32 channels; any target's
+        # parents need the whole graph
+        from engine.models.stats import EDGE_WIDTH
+
+        c = 3 * EDGE_WIDTH
+        edge = 2 * d * d * self.dim * (4 * c + self.dim + c + 4 * self.dim) + 2 * c * d**3
+        return pairs + bias + d * (tokens + self.layers * block) + self.edge_layers * edge
 
 
 class AviciModel(Section):

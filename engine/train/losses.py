@@ -141,14 +141,20 @@ class Loss:
     def __call__(self, model, batch: Batch, dual=0.0):
         spec = self.spec
         x, rows, vars_ = batch.x, batch.row_mask, batch.var_mask
-        logits = jax.vmap(model)(x, rows, vars_, batch.target)
+        graph = None
+        if self.needs_graph and model.parents_from_graph:  # one graph pass serves both terms
+            graph = jax.vmap(model.graph)(x, rows, vars_)  # [B, d, d]
+            logits = jnp.take_along_axis(graph, batch.target[:, None, None], axis=2)[..., 0]
+        else:
+            logits = jax.vmap(model)(x, rows, vars_, batch.target)
         base = base_term(spec, logits, batch)
         total, aux = base, {"base": base, "acyclicity": jnp.zeros((), jnp.float32)}
         if spec.calibration_weight > 0:
             cal = soft_ece(jax.nn.sigmoid(logits), batch.parents, candidates(batch), spec.calibration_bins)
             total, aux["calibration"] = total + spec.calibration_weight * cal, cal
         if self.needs_graph:
-            graph = jax.vmap(model.graph)(x, rows, vars_)  # [B, d, d]
+            if graph is None:
+                graph = jax.vmap(model.graph)(x, rows, vars_)  # [B, d, d]
             pairs = pair_candidates(vars_)
             if spec.graph_weight > 0:
                 g = _masked_mean(_bce(graph, batch.adjacency, getattr(spec, "pos_weight", 1.0)), pairs)
