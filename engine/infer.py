@@ -21,6 +21,8 @@ answer's metadata, as the exact posterior counts them.
 
 from __future__ import annotations
 
+import functools
+
 import csv
 import io
 from dataclasses import dataclass, field, replace
@@ -129,6 +131,20 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
     )
 
 
+@functools.cache
+def _forward_passes():
+    """The jitted (parents, graph) passes, one pair for every Predictor: the model is an argument,
+    so a model loaded again (or another of the same layout) reuses the compiled programs. One
+    pair per Predictor compiled anew at every load and never freed them: about 640 memory
+    mappings a load, and a loop of ~100 loads met the kernel's map limit (XLA: 'Cannot allocate
+    memory', then an abort)."""
+    import equinox as eqx
+    import jax
+
+    return (eqx.filter_jit(lambda m, x, r, v, t: jax.nn.sigmoid(m(x, r, v, t))),
+            eqx.filter_jit(lambda m, x, r, v: jax.nn.sigmoid(m.graph(x, r, v))))
+
+
 class Predictor:
     """A trained model with its variable-agnostic forward passes (jitted once per shape)."""
 
@@ -141,11 +157,7 @@ class Predictor:
         self.counts = False  # the data are counts: standardised as log2 counts per million
         self.observational_only = False  # trained without interventional rows: reads none (load sets it)
         self.metadata: dict = {"run": str(self.run_dir), "model": model_spec.kind}  # load() adds more
-        import equinox as eqx
-        import jax
-
-        self._parents = eqx.filter_jit(lambda m, x, r, v, t: jax.nn.sigmoid(m(x, r, v, t)))
-        self._graph = eqx.filter_jit(lambda m, x, r, v: jax.nn.sigmoid(m.graph(x, r, v)))
+        self._parents, self._graph = _forward_passes()
 
     def _inputs(self, data, interventions):
         """(table, model inputs, number of interventional rows left out)."""

@@ -383,3 +383,28 @@ def test_the_default_model_on_few_continuous_variables_points_to_exact(files, tm
     wide = _write(tmp_path / "wide.csv", [f"v{i}" for i in range(21)],
                   np.random.default_rng(2).normal(size=(50, 21)).round(4))
     assert hint not in _run(wide).output
+
+
+def test_loading_a_model_again_compiles_nothing_again():
+    """Every Predictor shares its jitted passes: a model loaded again answers with the programs
+    already compiled. Compiled per load, they were never freed: ~640 memory mappings a load,
+    and a loop of ~100 loads died at the kernel's map limit."""
+    import logging
+
+    import jax
+
+    x = (np.random.default_rng(0).normal(size=(60, 5)), [f"v{i}" for i in range(5)])
+    engine.load("general").graph(x)  # compiled here, for this shape
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            for _ in range(3):
+                engine.load("general").graph(x)
+    finally:
+        logger.removeHandler(handler)
+    compiled = [r.getMessage() for r in records if "Compiling" in r.getMessage() and "lambda" in r.getMessage()]
+    assert compiled == []
