@@ -142,7 +142,7 @@ class Loss:
         spec = self.spec
         x, rows, vars_ = batch.x, batch.row_mask, batch.var_mask
         graph = None
-        if self.needs_graph and model.parents_from_graph:  # one graph pass serves both terms
+        if self.needs_graph and getattr(model, "parents_from_graph", False):  # one graph pass, both terms
             graph = jax.vmap(model.graph)(x, rows, vars_)  # [B, d, d]
             logits = jnp.take_along_axis(graph, batch.target[:, None, None], axis=2)[..., 0]
         else:
