@@ -25,6 +25,7 @@ import functools
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -115,6 +116,8 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
     from engine import pretrained
 
     path = Path(run)
+    if path.parent.parent.name == "_stages" and not (path / "resolved.json").is_file():
+        return _run_of_stage(path)
     if (path / "resolved.json").is_file() or (path / "manifest.json").is_file():
         return path
     root = Path(root) if root is not None else registry_root()
@@ -129,6 +132,26 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
         f"shipped model"
         + (suggest(str(run), known) or (f"; models: {', '.join(known)}" if known else ""))
     )
+
+
+def _run_of_stage(stage: Path) -> Path:
+    """The latest run, in the registry holding stage folder `stage` (<registry>/_stages/train/<hash>),
+    that used it: a stage folder holds the weights but not the spec that gives their shapes."""
+    kind, digest, root = stage.parent.name, stage.name, stage.parent.parent.parent
+    runs = []
+    for lock_path in root.glob("*/*/lock.json"):
+        try:
+            hashes = json.loads(lock_path.read_text()).get("stage_hashes") or {}
+        except (OSError, ValueError):
+            continue
+        if hashes.get(kind) == digest and (lock_path.parent / "resolved.json").is_file():
+            runs.append(lock_path.parent)
+    if not runs:
+        raise InferError(
+            f"{stage}: a {kind} stage's folder holds no spec to shape its model, and no run in {root} "
+            f"used it; pass the run folder (<registry>/<spec>/<run id>) or the spec's name"
+        )
+    return max(runs, key=lambda p: p.name)  # run ids start with their time
 
 
 @functools.cache

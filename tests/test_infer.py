@@ -1,6 +1,7 @@
 """`acbo infer` and `engine.load`: names in, probabilities out, clear errors for bad files."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import networkx as nx
@@ -233,6 +234,17 @@ def test_acbo_load_takes_a_model_file_and_is_callable(smoke_registry, files):
     assert graph.to_networkx(threshold=0.9).graph["run"] == str(run_dir(smoke_registry))
 
 
+def test_a_train_stage_folder_loads_as_the_run_that_used_it(smoke_registry, tmp_path):
+    """A stage folder holds the weights but not the spec that shapes them: load finds the run."""
+    stage = next((smoke_registry / "_stages" / "train").glob("*/model.eqx")).parent
+    predictor = engine.load(stage / "model.eqx")
+    assert predictor.run_dir == run_dir(smoke_registry)
+    orphan = tmp_path / "_stages" / "train" / stage.name
+    shutil.copytree(stage, orphan)
+    with pytest.raises(engine.infer.InferError, match="holds no spec to shape its model, and no run"):
+        engine.load(orphan)
+
+
 EVAL_ONLY = """
 version = 1
 name = "smoke_eval"
@@ -263,7 +275,6 @@ timing_repeats = 1
 
 
 def test_infer_from_an_evaluation_only_run_follows_uses(smoke_registry, files, tmp_path):
-    import shutil
 
     specs = tmp_path / "specs"
     specs.mkdir()
