@@ -275,7 +275,6 @@ timing_repeats = 1
 
 
 def test_infer_from_an_evaluation_only_run_follows_uses(smoke_registry, files, tmp_path):
-
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(Path(__file__).resolve().parents[1] / "specs" / "smoke.toml", specs / "smoke.toml")
