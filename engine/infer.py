@@ -135,8 +135,9 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
 
 
 def _run_of_stage(stage: Path) -> Path:
-    """The latest run, in the registry holding stage folder `stage` (<registry>/_stages/train/<hash>),
-    that used it: a stage folder holds the weights but not the spec that gives their shapes."""
+    """The latest run with a model, in the registry holding stage folder `stage`
+    (<registry>/_stages/train/<hash>), that used it: a stage folder holds the weights but not the
+    spec that gives their shapes."""
     kind, digest, root = stage.parent.name, stage.name, stage.parent.parent.parent
     runs = []
     for lock_path in root.glob("*/*/lock.json"):
@@ -144,8 +145,9 @@ def _run_of_stage(stage: Path) -> Path:
             hashes = json.loads(lock_path.read_text()).get("stage_hashes") or {}
         except (OSError, ValueError):
             continue
-        if hashes.get(kind) == digest and (lock_path.parent / "resolved.json").is_file():
-            runs.append(lock_path.parent)
+        run = lock_path.parent
+        if hashes.get(kind) == digest and (run / "resolved.json").is_file() and (run / "model.eqx").is_file():
+            runs.append(run)
     if not runs:
         raise InferError(
             f"{stage}: a {kind} stage's folder holds no spec to shape its model, and no run in {root} "

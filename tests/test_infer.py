@@ -1,6 +1,7 @@
 """`acbo infer` and `engine.load`: names in, probabilities out, clear errors for bad files."""
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -238,7 +239,10 @@ def test_a_train_stage_folder_loads_as_the_run_that_used_it(smoke_registry, tmp_
     """A stage folder holds the weights but not the spec that shapes them: load finds the run."""
     stage = next((smoke_registry / "_stages" / "train").glob("*/model.eqx")).parent
     predictor = engine.load(stage / "model.eqx")
-    assert predictor.run_dir == run_dir(smoke_registry)
+    users = sorted(lock.parent for lock in (smoke_registry / "smoke").glob("*/lock.json")
+                   if json.loads(lock.read_text())["stage_hashes"].get("train") == stage.name
+                   and (lock.parent / "model.eqx").is_file())
+    assert users and predictor.run_dir == users[-1]  # the latest run that used it
     orphan = tmp_path / "_stages" / "train" / stage.name
     shutil.copytree(stage, orphan)
     with pytest.raises(engine.infer.InferError, match="holds no spec to shape its model, and no run"):

@@ -240,6 +240,7 @@ def test_an_online_curriculum_prices_each_stage_at_its_own_sizes():
     from engine.train.cost import step_seconds, train_seconds
 
     spec = load(SPECS / "general.toml", ["scm.n_nodes={ low = 7, high = 50 }",
+                                         "train.steps=8000",
                                          "train.curriculum=[{ steps = 6000, n_nodes = { low = 7, high = 30 } }, "
                                          "{ steps = 2000 }]"]).spec
     small, large = (step_seconds(spec, 1, c.scm(spec.scm)) for c in spec.train.curriculum)
