@@ -25,7 +25,6 @@ import functools
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -136,24 +135,30 @@ def resolve_run(run: str | Path, root: Path | None = None) -> Path:
 
 def _run_of_stage(stage: Path) -> Path:
     """The latest run with a model, in the registry holding stage folder `stage`
-    (<registry>/_stages/train/<hash>), that used it: a stage folder holds the weights but not the
+    (<registry>/_stages/<kind>/<hash>), that used it: a stage folder holds the weights but not the
     spec that gives their shapes."""
-    kind, digest, root = stage.parent.name, stage.name, stage.parent.parent.parent
-    runs = []
-    for lock_path in root.glob("*/*/lock.json"):
-        try:
-            hashes = json.loads(lock_path.read_text()).get("stage_hashes") or {}
-        except (OSError, ValueError):
-            continue
-        run = lock_path.parent
-        if hashes.get(kind) == digest and (run / "resolved.json").is_file() and (run / "model.eqx").is_file():
-            runs.append(run)
-    if not runs:
+    root = stage.parent.parent.parent
+    found = _latest_run_using(root, "*", stage.parent.name, stage.name)
+    if found is None:
         raise InferError(
-            f"{stage}: a {kind} stage's folder holds no spec to shape its model, and no run in {root} "
-            f"used it; pass the run folder (<registry>/<spec>/<run id>) or the spec's name"
+            f"{stage}: a {stage.parent.name} stage's folder holds no spec to shape its model, and no "
+            f"run in {root} used it; pass the run folder (<registry>/<spec>/<run id>) or the spec's name"
         )
-    return max(runs, key=lambda p: p.name)  # run ids start with their time
+    return found.path
+
+
+def _latest_run_using(root: Path, spec: str, kind: str, digest: str | None):
+    """The latest run (a verified RunFolder) of spec `spec` (a glob) in `root` that holds a model
+    and whose lock records stage `kind` at hash `digest` (any, if None); else None."""
+    from engine.runs import RunFolder
+
+    for lock_path in sorted(root.glob(f"{spec}/*/lock.json"), key=lambda p: p.parent.name, reverse=True):
+        run = RunFolder(lock_path.parent)  # run ids start with their time
+        if not (run.has("model.eqx") and run.has("resolved.json")):
+            continue
+        if digest is None or (run.read_json("lock.json").get("stage_hashes") or {}).get(kind) == digest:
+            return run
+    return None
 
 
 @functools.cache
@@ -344,19 +349,11 @@ def _spec_of(folder):
 def _trainer_run(folder, spec, lock: dict):
     """The run, in the same registry, of the spec that trained the model `folder` evaluated (its
     train stage hash as recorded in the lock; else that spec's latest run with a model)."""
-    from engine.runs import RunFolder
-
     root = folder.path.parent.parent
     owner = (lock.get("stage_owners") or {}).get("train") or spec.stage.uses
     train_hash = (lock.get("stage_hashes") or {}).get("train")
-    runs = sorted((root / owner).glob("*/lock.json"), reverse=True) if owner else []
-    for lock_path in runs:
-        other = RunFolder(lock_path.parent)
-        if not (other.has("model.eqx") and other.has("resolved.json")):
-            continue
-        other_lock = other.read_json("lock.json")
-        if train_hash is None or (other_lock.get("stage_hashes") or {}).get("train") == train_hash:
-            return other
+    if owner and (found := _latest_run_using(root, owner, "train", train_hash)) is not None:
+        return found
     raise InferError(
         f"{folder.path}: spec '{spec.name}' evaluates the model of spec '{owner}' ([stage] uses), and "
         f"no run of '{owner}' in {root} records that model (train stage {train_hash}); "
