@@ -14,7 +14,8 @@ search error) and exact_additive (the same with scores that also weigh additive 
 mechanisms, up to 8 parents); GRN counts are log2 CPM for all.
 
 Metrics come from the engine's one registry (engine/evaluate/catalog.py) with bootstrap 95%
-intervals over datasets, and the paired differences model - GES and model - PC. A baseline run
+intervals over datasets, and the paired differences model - GES and model - PC (on the +int
+suites also interventional model - observational model). A baseline run
 over --limit seconds is stopped and counts as not run (said in the table). Baseline answers are
 cached per dataset under --cache, so a rerun with another model costs only the model; a rerun
 keeps the results of the models (--models) and baselines (--baselines) it did not name.
@@ -150,6 +151,19 @@ def stage(suite: str, sets, answers: dict[str, list]) -> StageResult:
                        keep, target, np.full(n, np.nan), sides)
 
 
+def rivals(side: str, suite: str, st: StageResult, predictors: dict, baselines: list[str]):
+    """(rival, metrics) pairs a model's paired differences are taken against: each baseline that
+    ran; on a suite with interventional rows, a model that reads them is also set against each
+    model that reads the observational rows alone (do the interventions add anything?)."""
+    if side not in predictors:
+        return []
+    out = [(b, ("graph_f1", "skeleton_f1")) for b in baselines if b in st.sides and st.sides[b].ran.any()]
+    if "+int" in suite and not predictors[side].observational_only:
+        out += [(m, ("graph_auroc", "graph_f1")) for m, p in predictors.items()
+                if m in st.sides and p.observational_only]
+    return out
+
+
 def _fmt(e) -> str:
     return "n/a" if not np.isfinite(e.value) else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
@@ -207,8 +221,8 @@ def main() -> None:
             side_row = {k: estimate(st, k, side, n_boot=args.boot, seed=0).to_json() for k in METRICS}
             side_row["seconds"] = estimate(st, "seconds", side, n_boot=args.boot, seed=0).to_json()
             side_row["ran"] = int(st.sides[side].ran.sum())
-            for b in [b for b in args.baselines if b in st.sides and st.sides[b].ran.any()] if side in predictors else ():
-                for k in ("graph_f1", "skeleton_f1"):
+            for b, ks in rivals(side, suite, st, predictors, args.baselines):
+                for k in ks:
                     e = estimate(st, k, side, vs=b, relative="difference", n_boot=args.boot, seed=0)
                     side_row[f"{k}_minus_{b}"] = e.to_json()
             row[side] = side_row
